@@ -1,0 +1,189 @@
+"""The ``selfrl`` command line.  Each command lives in a small function; heavy imports happen
+inside them so that ``selfrl --help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+# --- selfrl data arith ----------------------------------------------------------------
+
+def cmd_data_arith(args: argparse.Namespace) -> None:
+    from selfrl.data.arith import ArithSpec
+    from selfrl.data.arith_files import ArithSplits, write_arith
+
+    spec = ArithSpec(min_ops=args.min_ops, max_ops=args.max_ops, max_number=args.max_number)
+    hard = ArithSpec(min_ops=args.max_ops + 1, max_ops=args.max_ops + 2, max_number=args.max_number)
+    splits = ArithSplits(n_seed=args.n_seed, n_train=args.n_train, n_test=args.n_test,
+                         n_test_hard=args.n_test_hard, spec=spec, hard_spec=hard)
+    counts = write_arith(args.output, splits, seed=args.seed)
+    for name, n in counts.items():
+        print(f"{Path(args.output) / name}: {n} rows")
+
+
+# --- selfrl build-tiny ----------------------------------------------------------------
+
+def cmd_build_tiny(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from selfrl.tiny.build import TinyBuildConfig, build
+
+    cfg = TinyBuildConfig(seed=args.seed)
+    if args.max_steps:
+        cfg = replace(cfg, max_steps=args.max_steps)
+    report = build(args.output, cfg)
+    print_build_report(report)
+
+
+def print_build_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    ev, si, judge = report["eval"], report["self_instruct"], report["judge"]
+    n = report["config"]["report_n"]
+    table = Table(title="embedded model (held-out test)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    table.add_row("greedy pass@1", f"{ev['greedy_pass@1']:.1%}", "15% - 60%")
+    table.add_row(f"avg@{n}", f"{ev[f'avg@{n}']:.1%}", "")
+    table.add_row(f"maj@{n}", f"{ev[f'maj@{n}']:.1%}", f">= avg@{n} + 5 points")
+    table.add_row("well-formed self-instructions", f"{si['well_formed']:.1%}", ">= 80%")
+    table.add_row("judge accuracy (SERL \\boxed)", f"{judge['serl_accuracy']:.1%}", ">= 60%")
+    table.add_row("judge accuracy (SR-R1 Winner)", f"{judge['srr1_accuracy']:.1%}", "")
+    table.add_row("training minutes", f"{report['train_minutes']:.1f}", "<= 30")
+    Console().print(table)
+
+
+# --- selfrl eval ----------------------------------------------------------------------
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from selfrl.data.io import read_rows, write_jsonl
+    from selfrl.eval.evaluate import EvalSettings, evaluate
+    from selfrl.models import load_causal_lm, load_tokenizer, resolve_model_path
+
+    resolve_model_path(args.model)  # a missing model is reported before any work starts
+    ks = args.k or tuple(k for k in (1, 4, 16) if k <= args.n)
+    try:
+        settings = EvalSettings(n=args.n, ks=ks, temperature=args.temperature, top_p=args.top_p,
+                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                mode=args.mode, greedy=not args.no_greedy, seed=args.seed)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    required = [args.answer_field] + ([] if args.prompt_field_ok else [args.question_field])
+    rows = read_rows(args.data, required=required, split=args.split)
+    if args.limit:
+        rows = rows[:args.limit]
+    tokenizer = load_tokenizer(args.model)
+    model = load_causal_lm(args.model, device=args.device)
+    metrics, samples = evaluate(model, tokenizer, rows, settings, question_field=args.question_field,
+                                answer_field=args.answer_field, category_field=args.category_field,
+                                progress=True)
+    print_metrics(metrics, title=f"{args.model} on {args.data}")
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_jsonl(out / "samples.jsonl", samples)
+        print(f"wrote {out / 'metrics.json'} and {out / 'samples.jsonl'}")
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                table.add_row(f"{key}/{sub}", f"{v:.1%}")
+        elif isinstance(value, float):
+            table.add_row(key, f"{value:.1%}")
+        else:
+            table.add_row(key, str(value))
+    Console().print(table)
+
+
+# --- the parser -----------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfrl", description="RL post-training of language models when labels are scarce.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = sub.add_parser("data", help="write a task's data files")
+    data_sub = data.add_subparsers(dest="task", metavar="TASK", required=True)
+    arith = data_sub.add_parser("arith", help="the synthetic arithmetic task: splits and per-recipe views")
+    arith.add_argument("--output", required=True, help="folder to write the JSONL files into")
+    arith.add_argument("--seed", type=int, default=0)
+    arith.add_argument("--n-seed", type=int, default=500, help="labelled seed problems (SeRL uses 500)")
+    arith.add_argument("--n-train", type=int, default=5000, help="labelled training pool")
+    arith.add_argument("--n-test", type=int, default=500, help="held-out problems")
+    arith.add_argument("--n-test-hard", type=int, default=500, help="held-out problems with more steps")
+    arith.add_argument("--min-ops", type=int, default=2, help="fewest operations per problem")
+    arith.add_argument("--max-ops", type=int, default=3, help="most operations (test_hard: +1 to +2)")
+    arith.add_argument("--max-number", type=int, default=20, help="largest operand")
+    arith.set_defaults(func=cmd_data_arith)
+
+    tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")
+    tiny.add_argument("--output", default="selfrl/assets/tiny-arith", help="where to save the model")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--max-steps", type=int, default=0, help="override the number of SFT steps")
+    tiny.set_defaults(func=cmd_build_tiny)
+
+    ev = sub.add_parser("eval", help="greedy pass@1, avg@n, maj@k and pass@k of a model on a data set")
+    ev.add_argument("--model", required=True, help="local model folder, 'tiny-arith', or a hub name")
+    ev.add_argument("--data", required=True, help="JSONL or Parquet file, or a Hugging Face dataset name")
+    ev.add_argument("--n", type=int, default=16, help="samples per problem (0: greedy only)")
+    ev.add_argument("--k", type=_int_list, default=None, help="k values for maj@k and pass@k, e.g. 1,4,16")
+    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--top-p", type=float, default=0.95)
+    ev.add_argument("--max-new-tokens", type=int, default=256)
+    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--mode", choices=("math", "aime", "mc"), default="math",
+                    help="answer extraction: math (math-verify), aime (integers 0-999), mc (A-J)")
+    ev.add_argument("--question-field", default="question")
+    ev.add_argument("--answer-field", default="answer")
+    ev.add_argument("--category-field", default=None, help="report accuracy per category")
+    ev.add_argument("--split", default="test", help="split of a hub dataset")
+    ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N problems")
+    ev.add_argument("--no-greedy", action="store_true", help="skip the greedy pass")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--output", default=None, help="folder for metrics.json and samples.jsonl")
+    ev.set_defaults(func=cmd_eval, prompt_field_ok=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``selfrl`` command."""
+    from selfrl.data.io import DataError
+    from selfrl.models import ModelNotFoundError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CLIError, DataError, ModelNotFoundError) as e:
+        print(f"selfrl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

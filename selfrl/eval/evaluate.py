@@ -1,0 +1,145 @@
+"""Evaluation: greedy pass@1, avg@n, maj@k and unbiased pass@k over a set of problems.
+
+The same code runs from ``selfrl eval``, at the end of ``selfrl build-tiny`` and during
+training (periodic held-out evaluation).
+
+Modes:
+- ``math``: answers extracted by :func:`selfrl.eval.extract.extract_answer`, compared
+  with math-verify;
+- ``aime``: integer answers 0–999;
+- ``mc``: multiple choice A–J with MMLU-Pro's extraction order and per-category accuracy.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from selfrl.eval.extract import equivalent, extract_aime, extract_answer, extract_choice, gold_parses
+from selfrl.eval.metrics import majority_answer, pass_at_k
+from selfrl.prompts import solve_messages
+from selfrl.rollout.base import SamplingParams
+from selfrl.rollout.hf import HFEngine
+
+MODES = ("math", "aime", "mc")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What to measure.  ``n`` samples per problem at ``temperature``; ``ks`` for maj/pass@k."""
+
+    n: int = 16
+    ks: tuple[int, ...] = (1, 4, 16)
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    batch_size: int = 128
+    mode: str = "math"
+    greedy: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        bad = [k for k in self.ks if k > self.n or k < 1]
+        if bad:
+            raise ValueError(f"--k {bad} larger than --n {self.n} (or < 1): "
+                             f"maj@k and pass@k need k <= n samples")
+
+
+def _mode_fns(mode: str) -> tuple[Callable[[str], str | None], Callable[[str | None, str], bool]]:
+    if mode == "aime":
+        return extract_aime, lambda a, b: a is not None and extract_aime(f"\\boxed{{{b}}}") == a
+    if mode == "mc":
+        return extract_choice, lambda a, b: a is not None and a == str(b).strip().upper()
+    return extract_answer, equivalent
+
+
+def gold_ok(gold: str, mode: str) -> bool:
+    if mode == "aime":
+        return extract_aime(f"\\boxed{{{gold}}}") is not None
+    if mode == "mc":
+        return str(gold).strip().upper() in list("ABCDEFGHIJ")
+    return gold_parses(gold)
+
+
+def prompt_ids(tokenizer, row: dict, question_field: str) -> list[int]:
+    """Token ids of a row's prompt: its chat ``prompt`` if present, else the question as a
+    user turn (through the chat template when the tokenizer has one)."""
+    messages = row.get("prompt") if isinstance(row.get("prompt"), list) else None
+    if messages is None:
+        messages = solve_messages(str(row[question_field]))
+    if getattr(tokenizer, "chat_template", None):
+        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                  tokenize=True, return_dict=False))
+    return tokenizer("\n".join(m["content"] for m in messages))["input_ids"]
+
+
+def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings = EvalSettings(),
+             question_field: str = "question", answer_field: str = "answer",
+             category_field: str | None = None, progress: bool = False) -> tuple[dict, list[dict]]:
+    """Evaluate ``model`` on ``rows``; returns ``(metrics, samples)``.
+
+    >>> # metrics keys: greedy_pass@1, avg@N, maj@K, pass@K, n_unparsable_gold, n_problems
+    """
+    extract, equal = _mode_fns(settings.mode)
+    engine = HFEngine(model, tokenizer, batch_size=settings.batch_size, progress=progress)
+    prompts = [prompt_ids(tokenizer, r, question_field) for r in rows]
+    golds = [str(r[answer_field]) for r in rows]
+    usable = [gold_ok(g, settings.mode) for g in golds]
+    gen = torch.Generator().manual_seed(settings.seed)
+    greedy = []
+    if settings.greedy:
+        params = SamplingParams(n=1, temperature=0.0, max_new_tokens=settings.max_new_tokens)
+        greedy = [g[0].text for g in engine.generate(prompts, params, gen)]
+    sampled: list[list[str]] = [[] for _ in rows]
+    if settings.n:
+        params = SamplingParams(n=settings.n, temperature=settings.temperature,
+                                top_p=settings.top_p, max_new_tokens=settings.max_new_tokens)
+        sampled = [[c.text for c in g] for g in engine.generate(prompts, params, gen)]
+    samples = []
+    for i, row in enumerate(rows):
+        samples.append(_score_row(row, prompts[i], tokenizer, golds[i], usable[i],
+                                  greedy[i] if greedy else None, sampled[i], settings,
+                                  extract, equal, category_field))
+    return _aggregate(samples, settings), samples
+
+
+def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, settings,
+               extract, equal, category_field) -> dict:
+    answers = [extract(t) for t in texts]
+    correct = [usable and equal(a, gold) for a in answers]
+    out = {"prompt": tokenizer.decode(prompt), "gold": gold, "gold_parsed": usable,
+           "samples": texts, "answers": answers, "correct": correct}
+    if category_field:
+        out["category"] = row.get(category_field, "unknown")
+    if greedy_text is not None:
+        ga = extract(greedy_text)
+        out.update(greedy=greedy_text, greedy_answer=ga, greedy_correct=usable and equal(ga, gold))
+    for k in settings.ks:
+        maj = majority_answer(answers[:k], lambda a, b: equal(a, b)) if texts else None
+        out[f"maj@{k}_correct"] = usable and maj is not None and equal(maj, gold)
+    return out
+
+
+def _aggregate(samples: list[dict], s: EvalSettings) -> dict:
+    n_rows = len(samples)
+    m: dict = {"n_problems": n_rows, "n_samples": s.n,
+               "n_unparsable_gold": sum(not x["gold_parsed"] for x in samples)}
+    if s.greedy:
+        m["greedy_pass@1"] = sum(x["greedy_correct"] for x in samples) / n_rows
+    if s.n:
+        m[f"avg@{s.n}"] = sum(sum(x["correct"]) / s.n for x in samples) / n_rows
+        for k in s.ks:
+            m[f"maj@{k}"] = sum(x[f"maj@{k}_correct"] for x in samples) / n_rows
+            m[f"pass@{k}"] = sum(pass_at_k(s.n, sum(x["correct"]), k) for x in samples) / n_rows
+    if samples and "category" in samples[0]:
+        by_cat: dict[str, list[bool]] = defaultdict(list)
+        for x in samples:
+            ok = x["greedy_correct"] if s.greedy else sum(x["correct"]) / max(1, s.n)
+            by_cat[str(x["category"])].append(ok)
+        m["per_category"] = {c: sum(v) / len(v) for c, v in sorted(by_cat.items())}
+    return m

@@ -1,0 +1,138 @@
+"""The Hugging Face rollout engine: batched sampling with left padding and a KV cache.
+
+A hand-written decoding loop rather than ``model.generate``: it returns per-token logprobs
+of the sampling distribution, applies SeRL's presence penalty, and stops a batch as soon as
+every row has emitted EOS.
+
+>>> from selfrl.models import tiny_random_model  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import torch
+from rich.progress import Progress
+
+from selfrl.rollout.base import Completion, SamplingParams
+
+
+class HFEngine:
+    """Sample completions from a ``transformers`` causal LM.
+
+    Args:
+        model: a causal LM (``AutoModelForCausalLM``).
+        tokenizer: its tokenizer; ``eos_token_id`` ends a completion.
+        batch_size: sequences decoded together.
+        progress: show a progress bar over batches.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 64, progress: bool = False) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.progress = progress
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[list[int]], params: SamplingParams,
+                 generator: torch.Generator | None = None) -> list[list[Completion]]:
+        """Sample ``params.n`` completions for each prompt (token ids, no padding)."""
+        flat = [i for i in range(len(prompts)) for _ in range(params.n)]
+        # Sort by prompt length so that each batch pads little; restore order afterwards.
+        order = sorted(range(len(flat)), key=lambda j: len(prompts[flat[j]]))
+        results: list[Completion | None] = [None] * len(flat)
+        batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        was_training = self.model.training
+        self.model.eval()
+        with Progress(disable=not self.progress, transient=True) as bar:
+            task = bar.add_task("generating", total=len(flat))
+            for batch in batches:
+                outs = self._generate_batch([prompts[flat[j]] for j in batch], params, generator)
+                for j, out in zip(batch, outs):
+                    results[j] = out
+                bar.advance(task, len(batch))
+        self.model.train(was_training)
+        groups = [results[g * params.n:(g + 1) * params.n] for g in range(len(prompts))]
+        return groups  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams,
+                        generator: torch.Generator | None) -> list[Completion]:
+        device = next(self.model.parameters()).device
+        B, T = len(prompts), max(len(p) for p in prompts)
+        input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, T), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            input_ids[i, T - len(p):] = torch.tensor(p)
+            mask[i, T - len(p):] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        eos = torch.tensor(self.eos_ids, device=device)
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                         use_cache=True)
+        past, logits = out.past_key_values, out.logits[:, -1, :].float()  # (B, V)
+        seen = torch.zeros_like(logits, dtype=torch.bool)  # tokens generated so far, per row
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        tokens, logps = [], []
+        next_pos = position_ids[:, -1:] + 1  # (B, 1)
+        for _ in range(params.max_new_tokens):
+            if params.presence_penalty:
+                logits = logits - params.presence_penalty * seen.float()
+            tok, logp = _sample(logits, params, generator)  # (B,), (B,)
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            tokens.append(tok)
+            logps.append(torch.where(done, torch.zeros_like(logp), logp))
+            seen[torch.arange(B, device=device), tok] = True
+            done = done | torch.isin(tok, eos)
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
+            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
+                             past_key_values=past, use_cache=True)
+            past, logits = out.past_key_values, out.logits[:, -1, :].float()
+            next_pos = next_pos + 1
+        return self._to_completions(prompts, torch.stack(tokens, 1).tolist(),
+                                    torch.stack(logps, 1).tolist())
+
+    def _to_completions(self, prompts, tokens, logps) -> list[Completion]:
+        outs = []
+        for prompt, row, lp in zip(prompts, tokens, logps):
+            cut = next((i + 1 for i, t in enumerate(row) if t in self.eos_ids), None)
+            finish = "stop" if cut is not None else "length"
+            ids = row[:cut] if cut is not None else row
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            outs.append(Completion(text, ids, lp[:len(ids)], finish, list(prompt)))
+        return outs
+
+
+def _sample(logits: torch.Tensor, params: SamplingParams,
+            generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick one token per row; return it and its logprob under the tempered distribution."""
+    if params.temperature == 0:
+        tok = logits.argmax(-1)  # (B,)
+        return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
+    logp = torch.log_softmax(logits / params.temperature, -1)  # (B, V)
+    filtered = logp
+    if params.top_k:
+        kth = torch.topk(filtered, min(params.top_k, filtered.shape[-1]), -1).values[:, -1:]
+        filtered = filtered.masked_fill(filtered < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_lp, idx = torch.sort(filtered, descending=True, dim=-1)
+        cum = sorted_lp.exp().cumsum(-1)
+        drop = cum - sorted_lp.exp() > params.top_p  # keep the smallest prefix reaching top_p
+        filtered = filtered.scatter(-1, idx, sorted_lp.masked_fill(drop, float("-inf")))
+    probs = torch.softmax(filtered, -1)
+    tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+    return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif isinstance(gen_eos, list):
+        ids.update(gen_eos)
+    ids.discard(None)
+    if not ids:
+        raise ValueError("the tokenizer has no eos_token_id: completions could never stop")
+    return sorted(ids)

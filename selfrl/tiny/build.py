@@ -1,0 +1,168 @@
+"""``selfrl build-tiny``: rebuild the embedded model from scratch, then measure it.
+
+Steps: draw the arith task's held-out sets (their questions never enter training) → draw
+the multi-task mix → train the byte-level BPE tokenizer → initialise a small Qwen2-shaped
+model from the seed → supervised fine-tuning with TRL's SFTTrainer (fp32, completion-only
+loss) → save in Hugging Face format → measure the four figures into ``build_report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from selfrl.data.arith import ArithSpec
+from selfrl.data.arith_files import ArithSplits, judge_rows, make_splits, selfinstruct_rows
+from selfrl.tiny.mix import MixWeights, build_mix
+from selfrl.tiny.tokenizer import build_tokenizer
+
+
+@dataclass(frozen=True)
+class TinyBuildConfig:
+    """Everything that decides the embedded model; the defaults built the shipped one."""
+
+    seed: int = 0
+    # model (Qwen2-shaped)
+    vocab_size: int = 640
+    hidden_size: int = 256
+    intermediate_size: int = 768
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    # training (one pass over max_steps * batch_size fresh rows)
+    max_steps: int = 1000
+    batch_size: int = 16
+    learning_rate: float = 1.5e-3
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.01
+    max_length: int = 640
+    # report
+    report_problems: int = 500
+    report_n: int = 16
+
+
+def render(row: dict) -> str:
+    """Plain text of a chat row, for training the tokenizer."""
+    return "\n".join(m["content"] for m in row["prompt"] + row["completion"])
+
+
+def make_model(cfg: TinyBuildConfig, tokenizer):
+    """A freshly initialised Qwen2-shaped causal LM (seeded)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=1024, tie_word_embeddings=True, rope_theta=10000.0,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def train(cfg: TinyBuildConfig, output: Path, rows: list[dict], tokenizer, model) -> dict:
+    """SFT with TRL's SFTTrainer on prompt-completion rows (loss on the completion only)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        output_dir=str(output / "_sft"), max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        logging_steps=50, save_strategy="no", report_to=[], bf16=False, fp16=False,
+        use_cpu=True, gradient_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed, max_length=cfg.max_length,
+        completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=False,
+        train_sampling_strategy="group_by_length",
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=tokenizer)
+    result = trainer.train()
+    return {"train_loss": result.training_loss, "steps": result.global_step}
+
+
+def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
+    """Build, save and measure the embedded model; returns the report."""
+    output = Path(output)
+    t0 = time.time()
+    splits = make_splits(ArithSplits(), seed=0)
+    held_out = {p.question for p in splits["test"] + splits["test_hard"]}
+    rows = build_mix(cfg.max_steps * cfg.batch_size, ArithSpec(), held_out, cfg.seed, MixWeights())
+    tokenizer = build_tokenizer((render(r) for r in rows), vocab_size=cfg.vocab_size)
+    model = make_model(cfg, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}")
+    stats = train(cfg, output, rows, tokenizer, model)
+    output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    train_minutes = (time.time() - t0) / 60
+    report = {"config": asdict(cfg), "n_parameters": n_params, "train_minutes": train_minutes,
+              **stats, **measure(model, tokenizer, splits, cfg)}
+    (output / "build_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def measure(model, tokenizer, splits, cfg: TinyBuildConfig) -> dict:
+    """The four figures: greedy pass@1, maj@16 vs avg@16, self-instruction, judge accuracy."""
+    from selfrl.data.arith_files import problem_row
+    from selfrl.eval.evaluate import EvalSettings, evaluate
+
+    test_rows = [problem_row(p, "test", i) for i, p in enumerate(splits["test"][:cfg.report_problems])]
+    metrics, _ = evaluate(model, tokenizer, test_rows,
+                          EvalSettings(n=cfg.report_n, ks=(1, cfg.report_n), max_new_tokens=128), progress=True)
+    rng = random.Random(cfg.seed + 7)
+    return {"eval": metrics,
+            "self_instruct": measure_self_instruct(model, tokenizer, splits["seed"], rng),
+            "judge": measure_judge(model, tokenizer, judge_rows(splits["test"], rng))}
+
+
+def measure_self_instruct(model, tokenizer, seeds, rng: random.Random, n_prompts: int = 200) -> dict:
+    """Share of problems written from SeRL's few-shot prompt that are well-formed."""
+    from selfrl.prompts import parse_numbered_items
+    from selfrl.rollout.base import SamplingParams
+    from selfrl.rollout.hf import HFEngine
+    from selfrl.selfplay.filters import is_well_formed_problem
+
+    rows = selfinstruct_rows(seeds, n_prompts, rng)
+    prompts = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True,
+                                             tokenize=True, return_dict=False) for r in rows]
+    params = SamplingParams(n=1, temperature=0.8, top_p=0.95, presence_penalty=2.0, max_new_tokens=96)
+    outs = HFEngine(model, tokenizer, batch_size=100).generate(
+        prompts, params, torch.Generator().manual_seed(0))
+    items = [parse_numbered_items(g[0].text) for g in outs]
+    ok = [bool(it) and is_well_formed_problem(it[0]) for it in items]
+    return {"well_formed": sum(ok) / len(ok), "n": len(ok),
+            "examples": [it[0] if it else "" for it in items[:5]]}
+
+
+def measure_judge(model, tokenizer, pairs: list[dict]) -> dict:
+    """Greedy judge accuracy on balanced pairs, in SERL's and SR-R1's formats."""
+    from selfrl.judging.parse import parse_serl, parse_srr1
+    from selfrl.prompts import serl_judge_messages, srr1_judge_messages
+    from selfrl.rollout.base import SamplingParams
+    from selfrl.rollout.hf import HFEngine
+
+    engine = HFEngine(model, tokenizer, batch_size=100)
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=12)
+
+    def run(build_messages) -> list[str]:
+        prompts = [tokenizer.apply_chat_template(build_messages(p), add_generation_prompt=True,
+                                                 tokenize=True, return_dict=False) for p in pairs]
+        return [g[0].text for g in engine.generate(prompts, params)]
+
+    serl = run(lambda p: serl_judge_messages(p["question"], p["response_1"], p["response_2"]))
+    srr1 = run(lambda p: srr1_judge_messages(p["question"], p["response_1"], p["response_2"]))
+    serl_ok = [parse_serl(t) == p["winner"] for t, p in zip(serl, pairs)]
+    srr1_ok = [parse_srr1(t) == "AB"[p["winner"] - 1] for t, p in zip(srr1, pairs)]
+    return {"serl_accuracy": sum(serl_ok) / len(pairs), "srr1_accuracy": sum(srr1_ok) / len(pairs),
+            "serl_parse_failures": sum(parse_serl(t) is None for t in serl),
+            "srr1_parse_failures": sum(parse_srr1(t) is None for t in srr1), "n": len(pairs)}

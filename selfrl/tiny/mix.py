@@ -1,0 +1,122 @@
+"""The embedded model's supervised multi-task mix, drawn from the ``arith`` task.
+
+Four skills, one per recipe that needs the policy to do more than solve:
+
+- ``solve``: the problem → numbered steps ending ``The answer is \\boxed{N}.`` (every recipe);
+- ``self_instruct``: SeRL's few-shot prompt → one new problem (self-play);
+- ``judge_serl`` / ``judge_srr1``: a right and a wrong solution → the right side, in SERL's
+  ``\\boxed{1}`` and SR-R1's ``Winner: response A`` formats (self-judging);
+- ``srl_step``: the problem and the first k-1 steps → ``<think>…</think>`` then step k (SRL).
+
+Rows are TRL prompt-completion conversations, so the loss falls on the completion only.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from selfrl.data.arith import ArithGenerator, ArithProblem, ArithSpec, corrupt_solution
+from selfrl.prompts import (
+    self_instruct_messages,
+    serl_judge_messages,
+    solve_messages,
+    srl_messages,
+    srr1_judge_messages,
+)
+
+N_FEWSHOT = 8
+
+
+@dataclass(frozen=True)
+class MixWeights:
+    """Share of each skill in the mix (normalised)."""
+
+    solve: float = 0.58
+    self_instruct: float = 0.07
+    judge_serl: float = 0.10
+    judge_srr1: float = 0.10
+    srl_step: float = 0.15
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def solve_row(p: ArithProblem) -> dict:
+    return {"prompt": solve_messages(p.question), "completion": _assistant(p.solution)}
+
+
+def self_instruct_row(pool: list[ArithProblem], target: ArithProblem, rng: random.Random) -> dict:
+    examples = [q.question for q in rng.sample(pool, N_FEWSHOT)]
+    return {"prompt": self_instruct_messages(examples), "completion": _assistant(target.question)}
+
+
+def judge_rows(p: ArithProblem, rng: random.Random) -> tuple[dict, dict]:
+    """One SERL-format and one SR-R1-format judging example on the same pair."""
+    wrong_steps, wrong = corrupt_solution(p, rng)
+    wrong_text = ArithProblem(p.question, wrong_steps, wrong, p.n_ops).solution
+    first = rng.random() < 0.5
+    a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
+    serl = {"prompt": serl_judge_messages(p.question, a, b),
+            "completion": _assistant("\\boxed{1}" if first else "\\boxed{2}")}
+    first = rng.random() < 0.5
+    a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
+    # SR-R1 asks for reasoning before the verdict: name the first wrong step, then decide.
+    bad = next(i for i, (s, w) in enumerate(zip(p.steps, wrong_steps)) if s != w)
+    reason = f"Response {'B' if first else 'A'} is wrong at step {bad + 1}: {_equation(wrong_steps[bad])}."
+    srr1 = {"prompt": srr1_judge_messages(p.question, a, b),
+            "completion": _assistant(f"{reason}\nWinner: response {'A' if first else 'B'}")}
+    return serl, srr1
+
+
+def _equation(step: str) -> str:
+    """The ``a op b = c`` part of a step (the whole step when it has none)."""
+    return step.split(": ", 1)[-1].rstrip(".") if ": " in step else step.rstrip(".")
+
+
+def srl_think(p: ArithProblem, k: int) -> str:
+    """The thought before step k (1-based, k ≥ 2): the sentence of the question it acts on."""
+    sentences = [s.strip() + "." for s in p.question.split(".") if s.strip()]
+    return sentences[k - 1] if k - 1 < len(sentences) else "Next step."
+
+
+def srl_row(p: ArithProblem, rng: random.Random) -> dict:
+    k = rng.randint(2, len(p.steps))
+    target = f"<think>{srl_think(p, k)}</think>\n{k}. {p.steps[k - 1]}"
+    return {"prompt": srl_messages(p.question, p.steps[: k - 1]), "completion": _assistant(target)}
+
+
+def build_mix(n_rows: int, spec: ArithSpec, exclude: set[str], seed: int,
+              weights: MixWeights = MixWeights()) -> list[dict]:
+    """Draw ``n_rows`` training rows; no question in ``exclude`` (the held-out sets) appears."""
+    rng = random.Random(seed)
+    gen = ArithGenerator(spec, seed)
+    hard = ArithGenerator(ArithSpec(min_ops=1, max_ops=spec.max_ops + 1,
+                                    max_number=spec.max_number, max_value=spec.max_value), seed + 1)
+
+    def fresh() -> ArithProblem:
+        # Mostly the training difficulty, sometimes shorter or longer chains.
+        g = hard if rng.random() < 0.2 else gen
+        while True:
+            p = g.sample()
+            if p.question not in exclude:
+                return p
+
+    pool = [fresh() for _ in range(500)]
+    names = list(vars(weights))
+    probs = [getattr(weights, n) for n in names]
+    rows: list[dict] = []
+    while len(rows) < n_rows:
+        kind = rng.choices(names, probs)[0]
+        p = fresh()
+        if kind == "solve":
+            rows.append(solve_row(p))
+        elif kind == "self_instruct":
+            rows.append(self_instruct_row(pool, p, rng))
+        elif kind == "srl_step":
+            rows.append(srl_row(p, rng))
+        else:
+            serl, srr1 = judge_rows(p, rng)
+            rows.append(serl if kind == "judge_serl" else srr1)
+    return rows[:n_rows]
