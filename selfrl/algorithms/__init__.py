@@ -1,0 +1,70 @@
+"""The algorithm maths of selfrl: pure tensor functions, looked up by name.
+
+Four kinds, each a registry whose functions share one signature:
+
+* :data:`ADVANTAGE_ESTIMATORS` — ``fn(AdvantageInput, AdvantageParams) -> AdvantageOutput``
+* :data:`POLICY_LOSSES` — ``fn(logprobs, old_logprobs, advantages, mask, PolicyLossParams)
+  -> (loss_mat, metrics)``
+* :data:`KL_ESTIMATORS` — ``fn(logprobs, ref_logprobs) -> (B, T)``
+* :data:`LOSS_AGGREGATIONS` — used through :func:`aggregate_loss`
+
+Only ``torch`` is imported, so these can be unit-tested and reused anywhere.
+
+>>> ADVANTAGE_ESTIMATORS.names()
+('dr_grpo', 'gae', 'grpo', 'reinforce_pp', 'reinforce_pp_baseline', 'rloo')
+>>> POLICY_LOSSES.names(), KL_ESTIMATORS.names()
+(('gspo', 'ppo_clip'), ('k1', 'k2', 'k3'))
+>>> LOSS_AGGREGATIONS.names()
+('seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm', 'token-mean')
+"""
+
+from selfrl.algorithms.advantages import (
+    ADVANTAGE_ESTIMATORS,
+    AdvantageEstimator,
+    AdvantageInput,
+    AdvantageOutput,
+    AdvantageParams,
+    dr_grpo,
+    gae,
+    grpo,
+    reinforce_pp,
+    reinforce_pp_baseline,
+    rloo,
+)
+from selfrl.algorithms.aggregation import LOSS_AGGREGATIONS, LossAggregation, aggregate_loss
+from selfrl.algorithms.kl import KL_ESTIMATORS, KLEstimator, k1, k2, k3
+from selfrl.algorithms.masked import masked_mean, masked_sum, masked_whiten
+from selfrl.algorithms.policy_loss import POLICY_LOSSES, PolicyLoss, PolicyLossParams, gspo, ppo_clip
+from selfrl.algorithms.registry import Registry, UnknownNameError
+
+__all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "KL_ESTIMATORS",
+    "LOSS_AGGREGATIONS",
+    "POLICY_LOSSES",
+    "AdvantageEstimator",
+    "AdvantageInput",
+    "AdvantageOutput",
+    "AdvantageParams",
+    "KLEstimator",
+    "LossAggregation",
+    "PolicyLoss",
+    "PolicyLossParams",
+    "Registry",
+    "UnknownNameError",
+    "aggregate_loss",
+    "dr_grpo",
+    "gae",
+    "grpo",
+    "gspo",
+    "k1",
+    "k2",
+    "k3",
+    "masked_mean",
+    "masked_sum",
+    "masked_whiten",
+    "ppo_clip",
+    "reinforce_pp",
+    "reinforce_pp_baseline",
+    "rloo",
+]

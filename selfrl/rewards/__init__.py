@@ -1,0 +1,58 @@
+"""Rewards: callables over a batch of completions that return one float per completion.
+
+A reward is any callable ``(batch: RewardBatch) -> RewardResult | list[float]`` with a
+``name``; call it through :func:`compute_reward`, which checks what it returns.  The
+shipped rewards are registered by name for configs (:func:`build_reward`):
+
+=================  ==================  ====================================================
+name               class               scores
+=================  ==================  ====================================================
+``accuracy``       AccuracyReward      1.0 when the extracted math answer equals the gold
+``format``         FormatReward        1.0 for a final ``\\boxed{…}`` (or a regex match)
+``length_penalty`` LengthPenalty       DAPO's soft overlong penalty, 0 down to -1
+``python``         PythonFileReward    the user's function from a file (runs user code)
+``http``           HttpReward          scores from a JSON endpoint, with retries
+``weighted_sum``   WeightedSum         Σ weight · score of other rewards
+=================  ==================  ====================================================
+
+Importing this package does not import math-verify; grading loads it on first use.
+"""
+
+from selfrl.rewards.accuracy import AccuracyReward
+from selfrl.rewards.base import (
+    Reward,
+    RewardBatch,
+    RewardError,
+    RewardResult,
+    check_scores,
+    compute_reward,
+    reward_name,
+)
+from selfrl.rewards.formatting import THINK_ANSWER, FormatReward
+from selfrl.rewards.length import LengthPenalty
+from selfrl.rewards.python_file import PythonFileReward, load_function
+from selfrl.rewards.registry import available_rewards, build_reward, register_reward
+from selfrl.rewards.remote import HttpReward
+from selfrl.rewards.weighted import WeightedSum, weighted_sum
+
+__all__ = [
+    "THINK_ANSWER",
+    "AccuracyReward",
+    "FormatReward",
+    "HttpReward",
+    "LengthPenalty",
+    "PythonFileReward",
+    "Reward",
+    "RewardBatch",
+    "RewardError",
+    "RewardResult",
+    "WeightedSum",
+    "available_rewards",
+    "build_reward",
+    "check_scores",
+    "compute_reward",
+    "load_function",
+    "register_reward",
+    "reward_name",
+    "weighted_sum",
+]
