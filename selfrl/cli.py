@@ -120,6 +120,70 @@ def print_metrics(metrics: dict, title: str) -> None:
     Console().print(table)
 
 
+# --- selfrl train / config show ------------------------------------------------------
+
+def _load_run_config(args: argparse.Namespace):
+    from selfrl.config import ConfigError, load_config
+    from selfrl.config.schema import RunConfig
+
+    if not Path(args.config).is_file():
+        raise CLIError(f"config file {args.config} does not exist")
+    try:
+        return load_config(RunConfig, args.config, args.overrides)
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from selfrl.rewards import RewardError
+    from selfrl.trainer.trainer import Trainer, TrainingStopped
+
+    cfg = _load_run_config(args)
+    try:
+        trainer = Trainer(cfg, resume=args.resume)
+    except (FileNotFoundError, RewardError) as e:  # a bad --resume path, reward file or option
+        raise CLIError(str(e)) from None
+    if trainer.resumed_from:
+        print(f"resuming from {trainer.resumed_from} (step {trainer.step})")
+    try:
+        summary = trainer.fit()
+    except TrainingStopped as e:
+        raise CLIError(str(e)) from None
+    print_before_after(summary)
+    if "stopped_by_signal" in summary:
+        print(f"stopped by {summary['stopped_by_signal']} at step {trainer.step}; "
+              f"continue with: selfrl train {args.config} ... --resume auto")
+
+
+def print_before_after(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    before, after = summary.get("before", {}), summary.get("after", {})
+    if not before and not after:
+        return
+    table = Table(title=f"held-out evaluation ({summary['run_dir']})")
+    for col in ("metric", "before", "after"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key in sorted(set(before) | set(after)):
+        cells = [f"{d[key]:.1%}" if key in d else "-" for d in (before, after)]
+        table.add_row(key.removeprefix("eval/"), *cells)
+    Console().print(table)
+
+
+def cmd_config_show(args: argparse.Namespace) -> None:
+    from selfrl.config import dump_config
+
+    print(dump_config(_load_run_config(args)), end="")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from selfrl.plot import plot_run
+
+    for path in plot_run(args.run_dir, args.output):
+        print(path)
+
+
 # --- the parser -----------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +232,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--output", default=None, help="folder for metrics.json and samples.jsonl")
     ev.set_defaults(func=cmd_eval, prompt_field_ok=False)
+
+    tr = sub.add_parser("train", help="RL training from a YAML recipe, with key=value overrides")
+    tr.add_argument("config", help="YAML config (see recipes/)")
+    tr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-5 rollout.n=8")
+    tr.add_argument("--resume", default=None, help="checkpoint folder, run folder, or 'auto'")
+    tr.set_defaults(func=cmd_train)
+
+    cfg = sub.add_parser("config", help="inspect configs")
+    cfg_sub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = cfg_sub.add_parser("show", help="print the resolved config (YAML + overrides + defaults)")
+    show.add_argument("config")
+    show.add_argument("overrides", nargs="*")
+    show.set_defaults(func=cmd_config_show)
+
+    plot = sub.add_parser("plot", help="PNG curves of a run: reward, accuracy, KL, entropy, length, time")
+    plot.add_argument("run_dir")
+    plot.add_argument("--output", default=None, help="folder for the PNGs (default RUN_DIR/plots)")
+    plot.set_defaults(func=cmd_plot)
     return parser
 
 

@@ -18,6 +18,7 @@ from selfrl.config.loader import (
     parse_yaml,
     read_yaml,
     type_name,
+    validate_section,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "parse_yaml",
     "read_yaml",
     "type_name",
+    "validate_section",
 ]

@@ -222,6 +222,22 @@ def load_config(schema: type[M], path: str | Path | None, overrides: Sequence[st
         raise ConfigError(f"{header}\n{body}") from None
 
 
+def validate_section(schema: type[M], data: Mapping[str, Any], prefix: str) -> M:
+    """Validate a nested mapping (e.g. ``recipe_args``) with the same messages, keys under ``prefix``.
+
+    >>> class A(StrictModel):
+    ...     k: int = 1
+    >>> validate_section(A, {"k": 2}, "recipe_args").k
+    2
+    """
+    try:
+        return schema.model_validate(dict(data))
+    except ValidationError as err:
+        lines = [f"{prefix}.{_explain(schema, e, ())}" for e in err.errors()]
+        body = "\n".join(f"  {line}" for line in dict.fromkeys(lines))
+        raise ConfigError(f"invalid config:\n{body}") from None
+
+
 def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
     """The resolved config as plain YAML-safe values (paths as str, tuples as lists)."""
     return cfg.model_dump(mode="json", by_alias=True)

@@ -30,6 +30,7 @@ from selfrl.rewards.base import (
 )
 from selfrl.rewards.formatting import THINK_ANSWER, FormatReward
 from selfrl.rewards.length import LengthPenalty
+from selfrl.rewards.majority import MajorityVoteReward
 from selfrl.rewards.python_file import PythonFileReward, load_function
 from selfrl.rewards.registry import available_rewards, build_reward, register_reward
 from selfrl.rewards.remote import HttpReward
@@ -41,6 +42,7 @@ __all__ = [
     "FormatReward",
     "HttpReward",
     "LengthPenalty",
+    "MajorityVoteReward",
     "PythonFileReward",
     "Reward",
     "RewardBatch",

@@ -42,6 +42,7 @@ class HFEngine:
         order = sorted(range(len(flat)), key=lambda j: len(prompts[flat[j]]))
         results: list[Completion | None] = [None] * len(flat)
         batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        generator = _on_device(generator, next(self.model.parameters()).device)
         was_training = self.model.training
         self.model.eval()
         with Progress(disable=not self.progress, transient=True) as bar:
@@ -123,6 +124,15 @@ def _sample(logits: torch.Tensor, params: SamplingParams,
     probs = torch.softmax(filtered, -1)
     tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def _on_device(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """Sampling on a GPU needs a generator there; seed it from the given (CPU) one so that
+    the caller's generator state still decides every sample."""
+    if generator is None or generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device).manual_seed(seed)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

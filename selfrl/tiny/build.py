@@ -27,6 +27,7 @@ class TinyBuildConfig:
     """Everything that decides the embedded model; the defaults built the shipped one."""
 
     seed: int = 0
+    device: str = "cpu"  # the shipped model was built on this 2-core CPU
     # model (Qwen2-shaped)
     vocab_size: int = 640
     hidden_size: int = 256
@@ -79,7 +80,7 @@ def train(cfg: TinyBuildConfig, output: Path, rows: list[dict], tokenizer, model
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
         logging_steps=50, save_strategy="no", report_to=[], bf16=False, fp16=False,
-        use_cpu=True, gradient_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed, max_length=cfg.max_length,
+        use_cpu=cfg.device == "cpu", gradient_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed, max_length=cfg.max_length,
         completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=False,
         train_sampling_strategy="group_by_length",
     )

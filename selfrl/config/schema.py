@@ -1,0 +1,163 @@
+"""The one typed schema of a training run.  Every option's help text is written here, once.
+
+Load it with :func:`selfrl.config.load_config` (YAML + dotted overrides)::
+
+    >>> from selfrl.config import load_config
+    >>> cfg = load_config(RunConfig, None, ["rollout.n=4", "train.steps=2"])
+    >>> cfg.rollout.n, cfg.algorithm.advantage
+    (4, 'grpo')
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from selfrl.config.loader import StrictModel
+
+class LoraConfig(StrictModel):
+    r: int = Field(16, gt=0, description="LoRA rank")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (alpha / r scales the update)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
+    target_modules: list[str] | str = Field("all-linear", description="modules to adapt (PEFT syntax)")
+
+
+class ModelConfig(StrictModel):
+    path: str = Field("tiny-arith", description="local model folder, 'tiny-arith' (embedded) or a hub name")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs and on CPUs with native bf16, else fp32")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    lora: LoraConfig | None = Field(None, description="train a LoRA adapter instead of all weights")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward")
+
+
+class DataConfig(StrictModel):
+    train: str = Field("data/arith/train.jsonl", description="training prompts (JSONL/Parquet/dataset)")
+    eval: str | None = Field("data/arith/test.jsonl", description="held-out set for periodic evaluation")
+    question_field: str = Field("question", description="field holding the question text")
+    answer_field: str = Field("answer", description="field holding the gold answer (if any)")
+    require_answer: bool = Field(True, description="fail early when a training row lacks the answer")
+    shuffle: bool = Field(True, description="reshuffle prompts every epoch (seeded)")
+    arith_if_missing: bool = Field(
+        True, description="write the arith task's files when data.train is under data/arith and absent")
+
+
+class RolloutConfig(StrictModel):
+    engine: Literal["hf", "vllm"] = Field("hf", description="rollout engine")
+    n: int = Field(8, ge=1, description="completions per prompt (group size)")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    top_k: int = Field(0, ge=0, description="top-k sampling (0: off)")
+    presence_penalty: float = Field(0.0, description="penalty on tokens already generated")
+    max_new_tokens: int = Field(128, ge=1, description="most tokens per completion")
+    batch_size: int = Field(64, ge=1, description="sequences decoded together")
+
+
+class RewardSpec(StrictModel):
+    name: str = Field(description="registered reward name (see selfrl.rewards.available_rewards)")
+    weight: float = Field(1.0, description="weight in the weighted sum")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the reward")
+
+
+class AlgorithmConfig(StrictModel):
+    advantage: str = Field("grpo", description="advantage estimator (grpo, dr_grpo, rloo, reinforce_pp, "
+                                                "reinforce_pp_baseline, gae)")
+    norm_by_std: bool = Field(True, description="grpo: divide by the group std")
+    gamma: float = Field(1.0, ge=0, le=1, description="discount (reinforce_pp, gae)")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    policy_loss: str = Field("ppo_clip", description="policy loss (ppo_clip, gspo)")
+    clip_low: float = Field(0.2, ge=0, description="PPO clip epsilon below 1")
+    clip_high: float = Field(0.2, ge=0, description="PPO clip epsilon above 1 (clip-higher when larger)")
+    dual_clip: float | None = Field(None, gt=1, description="dual-clip constant c (None: off)")
+    loss_agg: str = Field("token-mean", description="token-mean, seq-mean-token-mean, seq-mean-token-sum, "
+                                                    "seq-mean-token-sum-norm (Dr.GRPO)")
+    kl_coef: float = Field(0.0, ge=0, description="KL weight (0: no reference model at all)")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator")
+    kl_in_reward: bool = Field(False, description="fold the KL into the reward (REINFORCE++) "
+                                                  "instead of adding it to the loss")
+    ppo_epochs: int = Field(1, ge=1, description="passes over each rollout batch")
+    mini_batches: int = Field(1, ge=1, description="optimizer steps per pass")
+
+
+class FilterConfig(StrictModel):
+    dynamic_sampling: bool = Field(False, description="drop groups whose reward std <= std_eps and refill")
+    std_eps: float = Field(0.1, ge=0, description="dynamic sampling threshold")
+    max_attempts: int = Field(4, ge=1, description="rollout rounds per step before giving up on refill")
+
+
+class TrainConfig(StrictModel):
+    steps: int = Field(100, ge=1, description="RL steps")
+    prompts_per_step: int = Field(8, ge=1, description="prompts per rollout batch")
+    micro_batch_size: int = Field(16, ge=1, description="sequences per forward/backward")
+    lr: float = Field(1e-5, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    warmup_steps: int = Field(0, ge=0, description="linear warmup, in optimizer steps")
+    schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="LR schedule")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
+    seed: int = Field(0, description="one seed for data order, sampling and initialisation")
+    max_nonfinite_steps: int = Field(3, ge=1, description="stop after this many NaN/inf losses in a row")
+
+
+class EvalConfig(StrictModel):
+    every: int = Field(0, ge=0, description="evaluate every N steps (0: only before and after)")
+    at_start: bool = Field(True, description="evaluate before the first step")
+    limit: int = Field(200, ge=0, description="problems evaluated (0: all)")
+    n: int = Field(0, ge=0, description="samples per problem for avg@n/maj@n (0: greedy only)")
+    max_new_tokens: int = Field(128, ge=1, description="tokens per evaluated answer")
+
+
+class CheckpointConfig(StrictModel):
+    every: int = Field(50, ge=0, description="save every N steps (0: only at the end)")
+    keep_last: int = Field(2, ge=1, description="checkpoints kept")
+
+
+class LoggingConfig(StrictModel):
+    run_dir: str = Field("runs/default", description="metrics.jsonl, TensorBoard and checkpoints go here")
+    tensorboard: bool = Field(True, description="write TensorBoard event files")
+    wandb: bool = Field(False, description="log to Weights & Biases (needs the wandb extra)")
+    wandb_project: str = Field("selfrl", description="W&B project")
+    progress: bool = Field(True, description="show a progress bar")
+
+
+class RunConfig(StrictModel):
+    """A whole training run."""
+
+    recipe: str = Field("rlvr", description="recipe plug-in (rlvr: ground-truth rewards)")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(name="accuracy")], description="rewards, summed with weights")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    recipe_args: dict[str, Any] = Field(default_factory=dict, description="recipe-specific options")
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        from selfrl.algorithms import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
+
+        for value, registry in ((self.algorithm.advantage, ADVANTAGE_ESTIMATORS),
+                                (self.algorithm.policy_loss, POLICY_LOSSES),
+                                (self.algorithm.loss_agg, LOSS_AGGREGATIONS)):
+            if value not in registry:
+                raise ValueError(f"unknown {registry.kind} {value!r}; valid names: "
+                                 f"{', '.join(registry.names())}")
+        group_normalised = self.algorithm.advantage == "rloo" or (
+            self.algorithm.advantage == "grpo" and self.algorithm.norm_by_std)
+        if group_normalised and self.rollout.n < 2:
+            raise ValueError(f"algorithm.advantage={self.algorithm.advantage} normalises within groups: "
+                             f"rollout.n must be >= 2 (got {self.rollout.n})")
+        batch = self.train.prompts_per_step * self.rollout.n
+        per_opt = batch // self.algorithm.mini_batches
+        if batch % self.algorithm.mini_batches or per_opt % self.train.micro_batch_size:
+            raise ValueError(
+                f"the rollout batch ({self.train.prompts_per_step} prompts x {self.rollout.n} = {batch} "
+                f"sequences) split into algorithm.mini_batches={self.algorithm.mini_batches} must be "
+                f"divisible by train.micro_batch_size={self.train.micro_batch_size}")
+        return self

@@ -1,0 +1,84 @@
+"""Majority-vote self-reward (SeRL): the group's most agreed-on answer is the pseudo-label.
+
+For each group of N responses to one prompt: extract every answer, build the N×N agreement
+matrix (math-verify equivalence, tried in both directions), take the response with the most
+agreements as the pseudo-label (ties: the earliest), and score 1.0 for responses equivalent
+to it, else 0.0.  No label is read.
+
+Departure from the authors' code: when no answer in a group parses, their counts all tie and
+the first response gets 1.0; here every response gets 0.0 and the group is counted in
+``unparseable_groups``.
+
+>>> batch = RewardBatch(prompts=["q"] * 4, completions=["\\\\boxed{3}", "\\\\boxed{4}", "\\\\boxed{3.0}",
+...                     "none"], rows=[{}] * 4, group_size=4)
+>>> MajorityVoteReward()(batch).scores
+[1.0, 0.0, 1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+from selfrl.eval.extract import equivalent, extract_answer, grade
+from selfrl.rewards.base import RewardBatch, RewardResult
+from selfrl.rewards.registry import register_reward
+
+
+def agreement_matrix(answers: list[str | None]) -> list[list[bool]]:
+    """``m[i][j]``: answers i and j are equivalent (either direction); unparsed agree with nothing."""
+    n = len(answers)
+    m = [[False] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            ok = answers[i] is not None and answers[j] is not None and equivalent(answers[i], answers[j])
+            m[i][j] = m[j][i] = ok
+    return m
+
+
+def majority_scores(answers: list[str | None]) -> tuple[list[float], int | None]:
+    """Scores of one group and the index of the pseudo-label (``None`` when nothing parsed)."""
+    if all(a is None for a in answers):
+        return [0.0] * len(answers), None
+    m = agreement_matrix(answers)
+    counts = [sum(row) for row in m]
+    label = max(range(len(answers)), key=lambda i: (counts[i], -i))
+    return [1.0 if m[label][j] else 0.0 for j in range(len(answers))], label
+
+
+@register_reward("majority_vote")
+class MajorityVoteReward:
+    """Group-aware: 1.0 for responses that agree with the group's majority answer.
+
+    Args:
+        answer_field: only for the ``pseudo_label_accuracy`` metric, when rows happen to carry
+            a gold answer; it never affects the scores.
+        name: the name used in logs and errors.
+    """
+
+    name = "majority_vote"
+
+    def __init__(self, answer_field: str = "answer", name: str | None = None) -> None:
+        self.answer_field = answer_field
+        if name:
+            self.name = name
+        self.last_labels: list[str | None] = []
+
+    def __call__(self, batch: RewardBatch) -> RewardResult:
+        scores: list[float] = []
+        labels: list[str | None] = []
+        unparseable = 0
+        label_right = label_known = 0
+        for g in batch.groups():
+            answers = [extract_answer(batch.completions[i]) for i in g]
+            group_scores, label = majority_scores(answers)
+            scores += group_scores
+            labels.append(answers[label] if label is not None else None)
+            unparseable += label is None
+            gold = batch.rows[g[0]].get(self.answer_field)
+            if gold is not None and label is not None:
+                label_known += 1
+                label_right += grade(answers[label], str(gold)).correct
+        self.last_labels = labels
+        metrics = {"majority_frac": sum(scores) / len(scores),
+                   "unparseable_groups": float(unparseable)}
+        if label_known:
+            metrics["pseudo_label_accuracy"] = label_right / label_known
+        return RewardResult(scores, metrics)

@@ -1,0 +1,43 @@
+"""Helpers for tests and benchmarks: a tiny random Qwen2 model built on the fly.
+
+>>> import tempfile
+>>> path = tiny_random_model(tempfile.mkdtemp(), hidden_size=16, num_layers=1)
+>>> (path / "config.json").is_file()
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def tiny_random_model(output: str | Path, hidden_size: int = 32, num_layers: int = 2,
+                      intermediate_size: int | None = None, num_heads: int = 2, seed: int = 0,
+                      vocab_texts: list[str] | None = None) -> Path:
+    """Save a randomly initialised Qwen2-shaped model and a BPE tokenizer (with chat template)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from selfrl.data.arith import ArithGenerator, ArithSpec
+    from selfrl.prompts import SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRL_TEMPLATE, SRR1_JUDGE_TEMPLATE
+    from selfrl.tiny.tokenizer import build_tokenizer
+
+    if vocab_texts is None:
+        gen = ArithGenerator(ArithSpec(), seed)
+        vocab_texts = [p.question + "\n" + p.solution for p in (gen.sample() for _ in range(300))]
+        vocab_texts += [SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRR1_JUDGE_TEMPLATE, SRL_TEMPLATE]
+    tok = build_tokenizer(vocab_texts, vocab_size=400)
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, num_key_value_heads=num_heads, max_position_embeddings=1024,
+        tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    output = Path(output)
+    model.save_pretrained(output)
+    tok.save_pretrained(output)
+    return output

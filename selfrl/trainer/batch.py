@@ -1,0 +1,114 @@
+"""Turning rollouts into training tensors, and per-token logprobs of completions.
+
+Layout: prompts left-padded to the longest prompt, completions right-padded to the longest
+completion, so that completion tokens sit in one aligned block ``[P, P + C)`` and every
+per-token tensor is ``(B, C)``.  EOS stays inside the completion (it is trained).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class RolloutBatch:
+    """One step's sequences, flattened group-major (``group_size`` completions per prompt)."""
+
+    rows: list[dict]               # dataset row of each sequence's prompt
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    rollout_logprobs: list[list[float]]
+    texts: list[str]
+    prompts_text: list[str]
+    finish_reasons: list[str]
+    group_size: int
+    scores: torch.Tensor | None = None          # (B,)
+    advantages: torch.Tensor | None = None      # (B, C)
+    old_logprobs: torch.Tensor | None = None    # (B, C)
+    ref_logprobs: torch.Tensor | None = None    # (B, C)
+    loss_weight: torch.Tensor | None = None     # (B,) recipes may weight sequences (SERL)
+    metrics: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.completion_ids)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self) // self.group_size
+
+    def select_groups(self, groups: list[int]) -> RolloutBatch:
+        """A new batch holding only the listed groups (in that order)."""
+        idx = [g * self.group_size + j for g in groups for j in range(self.group_size)]
+        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        out = RolloutBatch(pick(self.rows), pick(self.prompt_ids), pick(self.completion_ids),
+                           pick(self.rollout_logprobs), pick(self.texts), pick(self.prompts_text),
+                           pick(self.finish_reasons), self.group_size)
+        if self.scores is not None:
+            out.scores = self.scores[torch.tensor(idx, dtype=torch.long)]
+        return out
+
+    @staticmethod
+    def concat(batches: list[RolloutBatch]) -> RolloutBatch:
+        first = batches[0]
+        cat = lambda name: [x for b in batches for x in getattr(b, name)]  # noqa: E731
+        out = RolloutBatch(cat("rows"), cat("prompt_ids"), cat("completion_ids"),
+                           cat("rollout_logprobs"), cat("texts"), cat("prompts_text"),
+                           cat("finish_reasons"), first.group_size)
+        if all(b.scores is not None for b in batches):
+            out.scores = torch.cat([b.scores for b in batches])  # (B,)
+        return out
+
+
+@dataclass
+class Sequences:
+    """Padded tensors of a set of sequences; completion tokens at ``[:, P:P+C]``."""
+
+    input_ids: torch.Tensor       # (B, P + C)
+    attention_mask: torch.Tensor  # (B, P + C)
+    position_ids: torch.Tensor    # (B, P + C)
+    response_mask: torch.Tensor   # (B, C) 1 on completion tokens
+    prompt_len: int               # P
+
+
+def pad_sequences(prompts: list[list[int]], completions: list[list[int]], pad_id: int,
+                  device: torch.device | str = "cpu") -> Sequences:
+    """Left-pad prompts and right-pad completions into one tensor."""
+    B = len(prompts)
+    P = max(len(p) for p in prompts)
+    C = max(1, max(len(c) for c in completions))
+    ids = torch.full((B, P + C), pad_id, dtype=torch.long)
+    attn = torch.zeros((B, P + C), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, P - len(p):P] = torch.tensor(p, dtype=torch.long)
+        attn[i, P - len(p):P] = 1
+        if c:
+            ids[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long)
+            attn[i, P:P + len(c)] = 1
+    position_ids = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, P + C)
+    return Sequences(ids.to(device), attn.to(device), position_ids.to(device),
+                     attn[:, P:].float().to(device), P)
+
+
+def completion_logprobs(model, seq: Sequences, temperature: float = 1.0,
+                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token logprobs ``(B, C)`` of the completion tokens (and their entropy, detached).
+
+    Logits are divided by the sampling temperature, so the logprobs are those of the
+    distribution the rollout sampled from.
+    """
+    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask,
+                position_ids=seq.position_ids, use_cache=False)
+    P = seq.prompt_len
+    logits = out.logits[:, P - 1:-1, :].float()  # (B, C, V) position t predicts token t + 1
+    if temperature and temperature != 1.0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)  # (B, C, V)
+    target = seq.input_ids[:, P:]  # (B, C)
+    logprobs = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, C)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)  # (B, C)
+    return logprobs, entropy

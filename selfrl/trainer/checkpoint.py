@@ -1,0 +1,93 @@
+"""Atomic checkpoints: written to a temporary folder, then renamed into place.
+
+A checkpoint ``RUN_DIR/checkpoints/step-000010/`` holds ``model/`` (Hugging Face format,
+``from_pretrained``-loadable; a PEFT adapter when training LoRA), the tokenizer, and
+``trainer_state.pt`` (optimizer, scheduler, every RNG state, the data cursor, recipe state).
+A crash while writing leaves only a ``.tmp-*`` folder behind; the last complete checkpoint
+is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import torch
+
+PREFIX = "step-"
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and p.name.startswith(PREFIX) and (p / "trainer_state.pt").is_file())
+
+
+def resolve_resume(resume: str | None, run_dir: str | Path) -> Path | None:
+    """``auto`` → the newest checkpoint of ``run_dir`` (or ``None``); a path → that checkpoint."""
+    if not resume:
+        return None
+    if resume == "auto":
+        found = list_checkpoints(run_dir)
+        return found[-1] if found else None
+    path = Path(resume)
+    if (path / "trainer_state.pt").is_file():
+        return path
+    found = list_checkpoints(path)  # a run folder
+    if found:
+        return found[-1]
+    raise FileNotFoundError(f"--resume {resume}: not a checkpoint (no trainer_state.pt) nor a run folder "
+                            f"with checkpoints")
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "generator": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, state: dict,
+                    keep_last: int) -> Path:
+    """Write checkpoint ``step`` atomically and prune all but the newest ``keep_last``."""
+    root = checkpoint_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:06d}"
+    tmp = root / f".tmp-{PREFIX}{step:06d}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    torch.save(state, tmp / "trainer_state.pt")
+    if final.exists():  # re-saving the same step (e.g. a stop right after a periodic save)
+        old = root / f".old-{final.name}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old)
+    return final
+
+
+def load_trainer_state(path: str | Path) -> dict:
+    return torch.load(Path(path) / "trainer_state.pt", map_location="cpu", weights_only=False)

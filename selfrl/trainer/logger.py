@@ -1,0 +1,63 @@
+"""Metrics to ``RUN_DIR/metrics.jsonl``, TensorBoard, and Weights & Biases when asked."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+class MetricsLogger:
+    """Append one JSON line per step; mirror numbers to TensorBoard / W&B.
+
+    >>> import tempfile
+    >>> log = MetricsLogger(tempfile.mkdtemp(), tensorboard=False)
+    >>> log.log(1, {"reward/mean": 0.5})
+    >>> log.close()
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, wandb: bool = False,
+                 wandb_project: str = "selfrl", config: dict | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / "metrics.jsonl"
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self._wandb = None
+        if wandb:
+            try:
+                import wandb as wandb_lib
+            except ImportError:
+                raise ImportError("logging.wandb=true needs W&B: pip install 'selfrl[wandb]'") from None
+            self._wandb = wandb_lib.init(project=wandb_project, config=config, dir=str(self.run_dir))
+
+    def log(self, step: int, metrics: dict) -> None:
+        numbers = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        row = {"step": step, **{k: (v if math.isfinite(v) else str(v)) for k, v in numbers.items()}}
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in numbers.items():
+                self._tb.add_scalar(k, v, step)
+        if self._wandb is not None:
+            self._wandb.log(numbers, step=step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The rows of ``RUN_DIR/metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no metrics (is {run_dir} a run folder?)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,469 @@
+"""The RL trainer: a page of named steps.
+
+``fit`` runs, every step: sample prompts → rollout n per prompt → score → filter (dynamic
+sampling and the recipe's own filters; refill until the batch is full) → advantages →
+PPO epochs over micro-batches with gradient accumulation → log → evaluate → checkpoint.
+The algorithm maths lives in :mod:`selfrl.algorithms`; the trainer only calls it by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from selfrl.algorithms import (
+    ADVANTAGE_ESTIMATORS,
+    KL_ESTIMATORS,
+    POLICY_LOSSES,
+    AdvantageInput,
+    AdvantageParams,
+    PolicyLossParams,
+    aggregate_loss,
+)
+from selfrl.config import config_to_dict, dump_config
+from selfrl.config.schema import RunConfig
+from selfrl.data.io import read_rows
+from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
+from selfrl.models import load_causal_lm, load_tokenizer, pick_dtype
+from selfrl.rewards import RewardBatch, compute_reward
+from selfrl.rollout.base import SamplingParams
+from selfrl.trainer import checkpoint as ckpt
+from selfrl.trainer.batch import RolloutBatch, completion_logprobs, pad_sequences
+from selfrl.trainer.data import PromptSource
+from selfrl.trainer.logger import MetricsLogger
+from selfrl.trainer.progress import StepProgress
+from selfrl.trainer.recipe import get_recipe
+from selfrl.trainer.schedule import make_scheduler
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped early (non-finite losses); the last checkpoint holds its state."""
+
+
+class Trainer:
+    """Train ``cfg.model`` with ``cfg.recipe``.  ``resume``: a checkpoint path or ``auto``."""
+
+    def __init__(self, cfg: RunConfig, resume: str | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.logging.run_dir)
+        self.step = 0
+        self.nonfinite_streak = 0
+        self._stop_signal: int | None = None
+        torch.manual_seed(cfg.train.seed)
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.device = _device(cfg.model.device)
+        self.autocast_dtype = pick_dtype(self.device, cfg.model.dtype)
+        self._setup_model()
+        self._setup_data()
+        self.recipe = get_recipe(cfg.recipe)(self)
+        self.reward = self.recipe.build_reward()
+        self.engine = self._make_engine()
+        self._setup_optimizer()
+        self.resumed_from = ckpt.resolve_resume(resume, self.run_dir)
+        if self.resumed_from is not None:
+            self._load(self.resumed_from)
+
+    # --- setup ------------------------------------------------------------------------
+
+    def _setup_model(self) -> None:
+        cfg = self.cfg.model
+        self.tokenizer = load_tokenizer(cfg.path)
+        # Master weights stay fp32; bf16/fp16 only through autocast.
+        self.model = load_causal_lm(cfg.path, device=str(self.device), dtype="fp32")
+        self.ref_model = None
+        if cfg.lora is not None:
+            from peft import LoraConfig, get_peft_model
+
+            self.model = get_peft_model(self.model, LoraConfig(
+                r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+        elif self.cfg.algorithm.kl_coef > 0:
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.pad_id = self.tokenizer.pad_token_id
+
+    def _setup_data(self) -> None:
+        data = self.cfg.data
+        _maybe_write_arith(data.train, data.arith_if_missing)
+        required = [data.answer_field] if data.require_answer else []
+        rows = read_rows(data.train, required=required)
+        for i, row in enumerate(rows, start=1):
+            if not isinstance(row.get("prompt"), list) and data.question_field not in row:
+                raise ValueError(f"{data.train}:{i}: missing field {data.question_field!r} "
+                                 f"(and no chat 'prompt' field)")
+        self.prompts = PromptSource(rows, shuffle=data.shuffle, seed=self.cfg.train.seed)
+        self.eval_rows = None
+        if data.eval:
+            _maybe_write_arith(data.eval, data.arith_if_missing)
+            self.eval_rows = read_rows(data.eval, required=[data.answer_field])
+            if self.cfg.eval.limit:
+                self.eval_rows = self.eval_rows[:self.cfg.eval.limit]
+
+    def _make_engine(self):
+        if self.cfg.rollout.engine == "vllm":
+            raise NotImplementedError("rollout.engine=vllm arrives with the scale-out issue; use hf")
+        from selfrl.rollout.hf import HFEngine
+
+        return HFEngine(self.model, self.tokenizer, batch_size=self.cfg.rollout.batch_size)
+
+    def _setup_optimizer(self) -> None:
+        t, a = self.cfg.train, self.cfg.algorithm
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+        total = t.steps * a.ppo_epochs * a.mini_batches
+        self.scheduler = make_scheduler(self.optimizer, t.schedule, t.warmup_steps, total)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        """Run until ``train.steps``; returns the held-out metrics before and after."""
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        logger = MetricsLogger(self.run_dir, cfg.logging.tensorboard, cfg.logging.wandb,
+                               cfg.logging.wandb_project, config_to_dict(cfg))
+        summary: dict = {"run_dir": str(self.run_dir)}
+        if self.step == 0 and cfg.eval.at_start and self.eval_rows:
+            summary["before"] = self.evaluate()
+            logger.log(0, summary["before"])
+        old_handlers = self._install_signal_handlers()
+        try:
+            with StepProgress(cfg.train.steps, self.step, enabled=cfg.logging.progress) as bar:
+                while self.step < cfg.train.steps and self._stop_signal is None:
+                    metrics = self.train_step()
+                    logger.log(self.step, metrics)
+                    bar.update(self.step, metrics)
+                    self._check_finite(metrics)  # after logging: the failing step stays visible
+                    if self._should("eval") and self.eval_rows:
+                        summary["after"] = self.evaluate()
+                        logger.log(self.step, summary["after"])
+                    if self._should("checkpoint") or self._stop_signal is not None:
+                        self.save()
+        finally:
+            _restore_signal_handlers(old_handlers)
+            logger.close()
+        if self._stop_signal is not None:
+            summary["stopped_by_signal"] = signal.Signals(self._stop_signal).name
+        return summary
+
+    def train_step(self) -> dict:
+        """One RL step; returns its metrics."""
+        self.step += 1
+        t0 = time.perf_counter()
+        batch = self.collect()
+        t1 = time.perf_counter()
+        self.prepare(batch)
+        metrics = self.update(batch)
+        t2 = time.perf_counter()
+        metrics.update(batch.metrics)
+        metrics.update({"time/collect": t1 - t0, "time/update": t2 - t1, "time/step": t2 - t0,
+                        "lr": self.scheduler.get_last_lr()[0]})
+        self.recipe.on_step_end(self.step, batch, metrics)
+        return metrics
+
+    def _should(self, what: str) -> bool:
+        every = self.cfg.eval.every if what == "eval" else self.cfg.checkpoint.every
+        return self.step == self.cfg.train.steps or (every > 0 and self.step % every == 0)
+
+    # --- named steps ------------------------------------------------------------------
+
+    def rollout(self, rows: list[dict]) -> RolloutBatch:
+        """Sample ``rollout.n`` completions for each row's prompt."""
+        r = self.cfg.rollout
+        prompts = [prompt_ids(self.tokenizer, row, self.cfg.data.question_field) for row in rows]
+        params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                                presence_penalty=r.presence_penalty, max_new_tokens=r.max_new_tokens)
+        with self._autocast():
+            groups = self.engine.generate(prompts, params, self.generator)
+        flat = [(row, c) for row, group in zip(rows, groups) for c in group]
+        return RolloutBatch(
+            rows=[row for row, _ in flat], prompt_ids=[c.prompt_ids for _, c in flat],
+            completion_ids=[c.token_ids for _, c in flat], rollout_logprobs=[c.logprobs for _, c in flat],
+            texts=[c.text for _, c in flat],
+            prompts_text=[str(row.get(self.cfg.data.question_field, "")) for row, _ in flat],
+            finish_reasons=[c.finish_reason for _, c in flat], group_size=r.n)
+
+    def score(self, batch: RolloutBatch) -> dict:
+        """Set ``batch.scores`` from the reward; returns the reward's metrics."""
+        result = compute_reward(self.reward, RewardBatch(batch.prompts_text, batch.texts, batch.rows,
+                                                         batch.group_size))
+        batch.scores = torch.tensor(result.scores, dtype=torch.float32)
+        return result.metrics
+
+    def collect(self) -> RolloutBatch:
+        """Rollout, score and filter until ``prompts_per_step`` groups are kept (or attempts run out)."""
+        f, need = self.cfg.filter, self.cfg.train.prompts_per_step
+        kept, dropped, seen = [], [], []
+        attempts = 0
+        t_roll = t_score = 0.0
+        reward_metrics: dict[str, list[float]] = {}
+        while sum(b.num_groups for b in kept) < need and attempts < f.max_attempts:
+            attempts += 1
+            rows = self.recipe.next_prompts(need - sum(b.num_groups for b in kept))
+            if not rows:
+                continue
+            t = time.perf_counter()
+            batch = self.rollout(rows)
+            t_roll += time.perf_counter() - t
+            t = time.perf_counter()
+            for k, v in self.score(batch).items():
+                reward_metrics.setdefault(k, []).append(v)
+            t_score += time.perf_counter() - t
+            seen.append(batch)
+            keep = self._keep_groups(batch)
+            kept.append(batch.select_groups([g for g, k in enumerate(keep) if k]))
+            dropped.append(batch.select_groups([g for g, k in enumerate(keep) if not k]))
+        if not seen:
+            raise RuntimeError(f"recipe {self.cfg.recipe!r} produced no prompts in {attempts} attempts")
+        out = RolloutBatch.concat(kept)
+        missing = need - out.num_groups
+        if missing > 0:  # refill ran out of attempts: top up with dropped groups (zero advantage)
+            pool = RolloutBatch.concat(dropped)
+            out = RolloutBatch.concat([out, pool.select_groups(list(range(min(missing, pool.num_groups))))])
+        self.recipe.on_collected(out, RolloutBatch.concat(dropped))
+        out.metrics = self._collect_metrics(RolloutBatch.concat(seen), out, reward_metrics, attempts,
+                                            missing, t_roll, t_score)
+        return out
+
+    def _keep_groups(self, batch: RolloutBatch) -> list[bool]:
+        keep = self.recipe.keep_groups(batch)
+        if self.cfg.filter.dynamic_sampling:
+            std = batch.scores.view(-1, batch.group_size).std(dim=1, unbiased=False)  # (G,)
+            keep = [k and s > self.cfg.filter.std_eps for k, s in zip(keep, std.tolist())]
+        return keep
+
+    def _collect_metrics(self, seen: RolloutBatch, out: RolloutBatch, reward_metrics: dict,
+                         attempts: int, missing: int, t_roll: float, t_score: float) -> dict:
+        lengths = torch.tensor([len(c) for c in out.completion_ids], dtype=torch.float32)
+        m = {f"reward/{k}" if not k.startswith("reward/") else k: sum(v) / len(v)
+             for k, v in reward_metrics.items()}
+        m.update({
+            "reward/mean": float(seen.scores.mean()),
+            "reward/std": float(seen.scores.std()) if len(seen) > 1 else 0.0,  # one sequence: not nan
+            "reward/trained_mean": float(out.scores.mean()),
+            "response_length/mean": float(lengths.mean()), "response_length/max": float(lengths.max()),
+            "response/truncated_frac": sum(r == "length" for r in out.finish_reasons) / len(out),
+            "filter/attempts": attempts, "filter/kept_frac": (out.num_groups - max(missing, 0))
+            / max(1, seen.num_groups), "filter/unfilled_groups": max(missing, 0),
+            "tokens/generated": float(sum(len(c) for c in seen.completion_ids)),
+            "time/rollout": t_roll, "time/score": t_score,
+        })
+        return m
+
+    def prepare(self, batch: RolloutBatch) -> None:
+        """Old and reference logprobs when needed, then advantages."""
+        a = self.cfg.algorithm
+        C = max(1, max(len(c) for c in batch.completion_ids))
+        mask = torch.zeros(len(batch), C)
+        for i, c in enumerate(batch.completion_ids):
+            mask[i, :len(c)] = 1
+        # With one epoch and one mini-batch the update is on-policy: the ratio's denominator
+        # equals the current logprobs, so the extra forward pass is skipped.
+        needs_old = a.ppo_epochs > 1 or a.mini_batches > 1 or (a.kl_coef > 0 and a.kl_in_reward)
+        if needs_old:
+            batch.old_logprobs = self._logprobs_no_grad(batch, C, reference=False)
+        if a.kl_coef > 0:
+            batch.ref_logprobs = self._logprobs_no_grad(batch, C, reference=True)
+        kl = None
+        if a.kl_coef > 0 and a.kl_in_reward:
+            kl = KL_ESTIMATORS.get(a.kl_estimator)(batch.old_logprobs, batch.ref_logprobs) * mask
+        groups = torch.arange(batch.num_groups).repeat_interleave(batch.group_size)
+        params = AdvantageParams(norm_by_std=a.norm_by_std, gamma=a.gamma, lam=a.lam,
+                                 kl_coef=a.kl_coef if a.kl_in_reward else 0.0)
+        out = ADVANTAGE_ESTIMATORS.get(a.advantage)(
+            AdvantageInput(scores=batch.scores, response_mask=mask, group_index=groups, kl=kl), params)
+        batch.advantages = out.advantages
+        batch.metrics["advantage/abs_mean"] = float((out.advantages.abs() * mask).sum() / mask.sum())
+
+    @torch.no_grad()
+    def _logprobs_no_grad(self, batch: RolloutBatch, C: int, reference: bool) -> torch.Tensor:
+        out = torch.zeros(len(batch), C)
+        model = self.ref_model if (reference and self.ref_model is not None) else self.model
+        adapter_off = reference and self.ref_model is None and hasattr(self.model, "disable_adapter")
+        for idx in _chunks(list(range(len(batch))), self.cfg.train.micro_batch_size):
+            seq = pad_sequences([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
+                                self.pad_id, self.device)
+            ctx = self.model.disable_adapter() if adapter_off else contextlib.nullcontext()
+            with ctx, self._autocast():
+                lp, _ = completion_logprobs(model, seq, self.cfg.rollout.temperature or 1.0)
+            out[idx, :lp.shape[1]] = lp.float().cpu()
+        return out
+
+    def update(self, batch: RolloutBatch) -> dict:
+        """PPO epochs over mini-batches; micro-batches accumulate gradients."""
+        a, t = self.cfg.algorithm, self.cfg.train
+        self.model.train()
+        B = len(batch)
+        lengths = torch.tensor([len(c) for c in batch.completion_ids], dtype=torch.float32)
+        sums: dict[str, float] = {}
+        skipped = 0
+        n_updates = 0
+        for _ in range(a.ppo_epochs):
+            shuffle = a.ppo_epochs > 1 or a.mini_batches > 1
+            order = torch.randperm(B, generator=self.generator).tolist() if shuffle else list(range(B))
+            for mb in _chunks(order, B // a.mini_batches):
+                self.optimizer.zero_grad(set_to_none=True)
+                n_tok, finite = float(lengths[mb].sum()), True
+                for micro in _chunks(mb, t.micro_batch_size):
+                    loss, m = self._micro_loss(batch, micro, n_tok, len(mb))
+                    if not torch.isfinite(loss):
+                        finite = False
+                        break
+                    loss.backward()
+                    for k, v in m.items():
+                        sums[k] = sums.get(k, 0.0) + v * len(micro) / B / a.ppo_epochs
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad], t.max_grad_norm)
+                if not finite or not torch.isfinite(grad_norm):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    skipped += 1
+                    continue
+                self.optimizer.step()
+                self.scheduler.step()
+                n_updates += 1
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+        if n_updates:
+            sums["grad_norm"] /= n_updates
+        sums["update/skipped_nonfinite"] = skipped
+        self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
+        return sums
+
+    def _micro_loss(self, batch: RolloutBatch, idx: list[int], n_tok: float,
+                    n_seq: int) -> tuple[torch.Tensor, dict]:
+        a = self.cfg.algorithm
+        seq = pad_sequences([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
+                            self.pad_id, self.device)
+        with self._autocast():
+            logprobs, entropy = completion_logprobs(self.model, seq, self.cfg.rollout.temperature or 1.0,
+                                                    with_entropy=True)
+        C, mask = logprobs.shape[1], seq.response_mask
+        adv = batch.advantages[idx, :C].to(self.device)  # (b, C)
+        old = batch.old_logprobs[idx, :C].to(self.device) if batch.old_logprobs is not None \
+            else logprobs.detach()
+        loss_mat, pm = POLICY_LOSSES.get(a.policy_loss)(
+            logprobs, old, adv, mask,
+            PolicyLossParams(clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip))
+        if batch.loss_weight is not None:
+            loss_mat = loss_mat * batch.loss_weight[idx].to(self.device)[:, None]
+        agg = dict(num_tokens=n_tok, num_seqs=n_seq, max_len=self.cfg.rollout.max_new_tokens)
+        policy_loss = aggregate_loss(loss_mat, mask, a.loss_agg, **agg)
+        loss, metrics = policy_loss, {"loss/policy": float(policy_loss) * n_seq / len(idx)}
+        if a.kl_coef > 0:
+            ref = batch.ref_logprobs[idx, :C].to(self.device)
+            kl_mat = KL_ESTIMATORS.get(a.kl_estimator)(logprobs, ref)  # (b, C)
+            kl = aggregate_loss(kl_mat, mask, "token-mean", num_tokens=n_tok)
+            metrics["kl"] = float(kl) * n_seq / len(idx)
+            if not a.kl_in_reward:
+                loss = loss + a.kl_coef * kl
+        ntok = mask.sum().clamp(min=1)
+        metrics["entropy"] = float((entropy * mask).sum() / ntok)
+        for k, v in pm.items():
+            metrics[f"policy/{k}"] = float(v)
+        return loss, metrics
+
+    # --- evaluation, checkpoints, signals -----------------------------------------------
+
+    def evaluate(self) -> dict:
+        """Held-out metrics through the same code as ``selfrl eval``."""
+        e = self.cfg.eval
+        settings = EvalSettings(n=e.n, ks=(e.n,) if e.n else (), max_new_tokens=e.max_new_tokens,
+                                batch_size=self.cfg.rollout.batch_size, seed=self.cfg.train.seed)
+        with self._autocast():
+            metrics, _ = evaluate(self.model, self.tokenizer, self.eval_rows, settings,
+                                  question_field=self.cfg.data.question_field,
+                                  answer_field=self.cfg.data.answer_field)
+        return {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)}
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": ckpt.rng_state(self.generator),
+                "data": self.prompts.state_dict(), "recipe": self.recipe.state_dict(),
+                "nonfinite_streak": self.nonfinite_streak, "config": config_to_dict(self.cfg)}
+
+    def save(self) -> Path:
+        return ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.tokenizer,
+                                    self.state_dict(), self.cfg.checkpoint.keep_last)
+
+    def _load(self, path: Path) -> None:
+        _load_weights(self.model, path / "model", lora=self.cfg.model.lora is not None)
+        state = ckpt.load_trainer_state(path)
+        self.step = state["step"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"], self.generator)
+        self.prompts.load_state_dict(state["data"])
+        self.recipe.load_state_dict(state["recipe"])
+        self.nonfinite_streak = state["nonfinite_streak"]
+
+    def _check_finite(self, metrics: dict) -> None:
+        if self.nonfinite_streak >= self.cfg.train.max_nonfinite_steps:
+            path = self.save()
+            raise TrainingStopped(
+                f"{self.nonfinite_streak} steps in a row had a NaN/inf loss or gradient; stopped at step "
+                f"{self.step} and saved {path}. Lower train.lr or check the rewards.")
+
+    def _install_signal_handlers(self) -> dict:
+        def handler(signum, frame):  # noqa: ARG001
+            self._stop_signal = signum
+
+        old = {}
+        with contextlib.suppress(ValueError):  # not in the main thread: no handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, handler)
+        return old
+
+    def _autocast(self):
+        if self.autocast_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+
+def _restore_signal_handlers(old: dict) -> None:
+    for sig, h in old.items():
+        signal.signal(sig, h)
+
+
+def _chunks(xs: list[int], size: int) -> list[list[int]]:
+    return [xs[i:i + size] for i in range(0, len(xs), size)]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _load_weights(model, folder: Path, lora: bool) -> None:
+    """Copy a checkpoint's weights into ``model`` in place (keeps the optimizer's parameters)."""
+    from safetensors.torch import load_file
+
+    if lora:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+        return
+    files = sorted(folder.glob("*.safetensors"))
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint {folder} does not match the model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+
+
+def _maybe_write_arith(path: str, enabled: bool) -> None:
+    """The README's one command needs no separate data step: write the arith files on demand."""
+    p = Path(path)
+    if enabled and not p.exists() and p.parent.name == "arith" and p.suffix == ".jsonl":
+        from selfrl.data.arith_files import write_arith
+
+        write_arith(p.parent)
+
