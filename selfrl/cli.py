@@ -26,8 +26,10 @@ def cmd_data_arith(args: argparse.Namespace) -> None:
     from selfrl.data.arith import ArithSpec
     from selfrl.data.arith_files import ArithSplits, write_arith
 
-    spec = ArithSpec(min_ops=args.min_ops, max_ops=args.max_ops, max_number=args.max_number)
-    hard = ArithSpec(min_ops=args.max_ops + 1, max_ops=args.max_ops + 2, max_number=args.max_number)
+    spec = ArithSpec(min_ops=args.min_ops, max_ops=args.max_ops, max_number=args.max_number,
+                     max_value=args.max_value)
+    hard = ArithSpec(min_ops=args.max_ops + 1, max_ops=args.max_ops + 2, max_number=args.max_number,
+                     max_value=args.max_value)
     splits = ArithSplits(n_seed=args.n_seed, n_train=args.n_train, n_test=args.n_test,
                          n_test_hard=args.n_test_hard, spec=spec, hard_spec=hard)
     counts = write_arith(args.output, splits, seed=args.seed)
@@ -187,6 +189,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
 # --- the parser -----------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from selfrl.data.arith import ArithSpec
+
     parser = argparse.ArgumentParser(
         prog="selfrl", description="RL post-training of language models when labels are scarce.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -200,9 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     arith.add_argument("--n-train", type=int, default=5000, help="labelled training pool")
     arith.add_argument("--n-test", type=int, default=500, help="held-out problems")
     arith.add_argument("--n-test-hard", type=int, default=500, help="held-out problems with more steps")
-    arith.add_argument("--min-ops", type=int, default=2, help="fewest operations per problem")
-    arith.add_argument("--max-ops", type=int, default=3, help="most operations (test_hard: +1 to +2)")
-    arith.add_argument("--max-number", type=int, default=20, help="largest operand")
+    arith.add_argument("--min-ops", type=int, default=ArithSpec.min_ops, help="fewest operations")
+    arith.add_argument("--max-ops", type=int, default=ArithSpec.max_ops,
+                       help="most operations (test_hard: +1 to +2)")
+    arith.add_argument("--max-number", type=int, default=ArithSpec.max_number, help="largest operand")
+    arith.add_argument("--max-value", type=int, default=ArithSpec.max_value,
+                       help="largest intermediate value")
     arith.set_defaults(func=cmd_data_arith)
 
     tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from selfrl.config.loader import StrictModel
 
+
 class LoraConfig(StrictModel):
     r: int = Field(16, gt=0, description="LoRA rank")
     alpha: int = Field(32, gt=0, description="LoRA scaling numerator (alpha / r scales the update)")
@@ -148,6 +149,10 @@ class RunConfig(StrictModel):
             if value not in registry:
                 raise ValueError(f"unknown {registry.kind} {value!r}; valid names: "
                                  f"{', '.join(registry.names())}")
+        if self.algorithm.advantage == "gae" and self.recipe in ("rlvr", "serl"):
+            raise ValueError("algorithm.advantage=gae needs a critic (value model); the rlvr and serl "
+                             "recipes have none: use grpo, dr_grpo, rloo, reinforce_pp or "
+                             "reinforce_pp_baseline")
         group_normalised = self.algorithm.advantage == "rloo" or (
             self.algorithm.advantage == "grpo" and self.algorithm.norm_by_std)
         if group_normalised and self.rollout.n < 2:

@@ -29,22 +29,25 @@ OBJECTS = (
 CONTAINERS = ("bags", "boxes", "jars", "baskets", "packs")
 
 # Surface templates.  ``{n}`` is the operand, ``{o}`` the object, ``{p}`` the pronoun,
-# ``{c}`` a container.  Each operation has a short "solution phrase" used in the steps.
+# ``{c}`` a container.  A solution step restates its sentence, then computes:
+# "Then he finds 6 more shells: 8 + 6 = 14."  Restating lets a small model copy the
+# operand from the question (an induction head continues the sentence it started), so
+# what it must learn is the arithmetic.
 ADD_TEMPLATES = (
-    ("Then {p} buys {n} more {o}.", "{P} buys {n} more"),
-    ("Then {p} finds {n} more {o}.", "{P} finds {n} more"),
-    ("Then a friend gives {obj_p} {n} {o}.", "A friend gives {n}"),
-    ("Then {p} wins {n} {o} in a game.", "{P} wins {n}"),
+    "Then {p} buys {n} more {o}.",
+    "Then {p} finds {n} more {o}.",
+    "Then a friend gives {obj_p} {n} {o}.",
+    "Then {p} wins {n} {o} in a game.",
 )
 SUB_TEMPLATES = (
-    ("Then {p} gives away {n} {o}.", "{P} gives away {n}"),
-    ("Then {p} loses {n} {o}.", "{P} loses {n}"),
-    ("Then {p} sells {n} {o}.", "{P} sells {n}"),
-    ("Then {p} uses {n} {o}.", "{P} uses {n}"),
+    "Then {p} gives away {n} {o}.",
+    "Then {p} loses {n} {o}.",
+    "Then {p} sells {n} {o}.",
+    "Then {p} uses {n} {o}.",
 )
 MUL_TEMPLATES = (
-    ("Then the number of {o} {p} has doubles.", "The number doubles", 2),
-    ("Then the number of {o} {p} has triples.", "The number triples", 3),
+    ("Then the number of {o} {p} has doubles.", 2),
+    ("Then the number of {o} {p} has triples.", 3),
 )
 START_PLAIN = (
     "{N} has {n} {o}.",
@@ -74,10 +77,10 @@ class ArithSpec:
         p_mul: probability that an operation (or the start) is a multiplication.
     """
 
-    min_ops: int = 2
-    max_ops: int = 3
-    max_number: int = 20
-    max_value: int = 99
+    min_ops: int = 1
+    max_ops: int = 2
+    max_number: int = 15
+    max_value: int = 60
     p_mul: float = 0.2
 
     def __post_init__(self) -> None:
@@ -135,11 +138,11 @@ class ArithGenerator:
             m = r.randint(2, min(10, s.max_number, s.max_value // k))
             value = k * m
             sentences.append(r.choice(START_MUL).format(k=k, m=m, c=r.choice(CONTAINERS), **fmt))
-            steps.append(f"{name} starts with {k} * {m} = {value} {obj}.")
+            steps.append(f"{sentences[-1][:-1]}: {k} * {m} = {value}.")
         else:
             value = r.randint(2, s.max_number)
             sentences.append(r.choice(START_PLAIN).format(n=value, **fmt))
-            steps.append(f"{name} starts with {value} {obj}.")
+            steps.append(sentences[-1])
         n_ops = r.randint(s.min_ops, s.max_ops)
         for _ in range(n_ops):
             value, sentence, step = self._operation(value, fmt)
@@ -164,17 +167,20 @@ class ArithGenerator:
             if n == 0:
                 kind = "sub"
             else:
-                q, a = r.choice(ADD_TEMPLATES)
+                q = r.choice(ADD_TEMPLATES)
                 new = value + n
-                return new, q.format(n=n, **fmt), f"{a.format(n=n, **fmt)}: {value} + {n} = {new}."
+                text = q.format(n=n, **fmt)
+                return new, text, f"{text[:-1]}: {value} + {n} = {new}."
         if kind == "sub":
             n = r.randint(2, min(s.max_number, value - 1))
-            q, a = r.choice(SUB_TEMPLATES)
+            q = r.choice(SUB_TEMPLATES)
             new = value - n
-            return new, q.format(n=n, **fmt), f"{a.format(n=n, **fmt)}: {value} - {n} = {new}."
-        q, a, factor = r.choice([t for t in MUL_TEMPLATES if value * t[2] <= s.max_value])
+            text = q.format(n=n, **fmt)
+            return new, text, f"{text[:-1]}: {value} - {n} = {new}."
+        q, factor = r.choice([t for t in MUL_TEMPLATES if value * t[1] <= s.max_value])
         new = value * factor
-        return new, q.format(**fmt), f"{a}: {value} * {factor} = {new}."
+        text = q.format(**fmt)
+        return new, text, f"{text[:-1]}: {value} * {factor} = {new}."
 
 
 def corrupt_solution(problem: ArithProblem, rng: random.Random) -> tuple[list[str], int]:

@@ -40,7 +40,7 @@ class ArithSplits:
     n_test: int = 500
     n_test_hard: int = 500
     spec: ArithSpec = ArithSpec()
-    hard_spec: ArithSpec = ArithSpec(min_ops=4, max_ops=5)
+    hard_spec: ArithSpec = ArithSpec(min_ops=3, max_ops=4)
 
 
 def make_splits(splits: ArithSplits, seed: int = 0) -> dict[str, list[ArithProblem]]:

@@ -35,6 +35,13 @@ class TinyBuildConfig:
     num_layers: int = 4
     num_heads: int = 4
     num_kv_heads: int = 2
+    # task difficulty (also the defaults of `selfrl data arith`)
+    min_ops: int = ArithSpec.min_ops
+    max_ops: int = ArithSpec.max_ops
+    max_number: int = ArithSpec.max_number
+    max_value: int = ArithSpec.max_value
+    judge_reasoning: bool = True  # judges name the wrong step before the verdict
+    solve_share: float = 0.6
     # training (one pass over max_steps * batch_size fresh rows)
     max_steps: int = 1000
     batch_size: int = 16
@@ -80,7 +87,8 @@ def train(cfg: TinyBuildConfig, output: Path, rows: list[dict], tokenizer, model
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
         logging_steps=50, save_strategy="no", report_to=[], bf16=False, fp16=False,
-        use_cpu=cfg.device == "cpu", gradient_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed, max_length=cfg.max_length,
+        use_cpu=cfg.device == "cpu", gradient_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed,
+        max_length=cfg.max_length,
         completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=False,
         train_sampling_strategy="group_by_length",
     )
@@ -94,9 +102,17 @@ def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
     """Build, save and measure the embedded model; returns the report."""
     output = Path(output)
     t0 = time.time()
-    splits = make_splits(ArithSplits(), seed=0)
+    spec = ArithSpec(min_ops=cfg.min_ops, max_ops=cfg.max_ops, max_number=cfg.max_number,
+                     max_value=cfg.max_value)
+    hard = ArithSpec(min_ops=cfg.max_ops + 1, max_ops=cfg.max_ops + 2, max_number=cfg.max_number,
+                     max_value=cfg.max_value)
+    splits = make_splits(ArithSplits(spec=spec, hard_spec=hard), seed=0)
     held_out = {p.question for p in splits["test"] + splits["test_hard"]}
-    rows = build_mix(cfg.max_steps * cfg.batch_size, ArithSpec(), held_out, cfg.seed, MixWeights())
+    rest = (1.0 - cfg.solve_share) / (1.0 - MixWeights().solve)
+    weights = MixWeights(solve=cfg.solve_share, **{k: v * rest for k, v in vars(MixWeights()).items()
+                                                     if k != "solve"})
+    rows = build_mix(cfg.max_steps * cfg.batch_size, spec, held_out, cfg.seed, weights,
+                     judge_reasoning=cfg.judge_reasoning)
     tokenizer = build_tokenizer((render(r) for r in rows), vocab_size=cfg.vocab_size)
     model = make_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
@@ -119,7 +135,8 @@ def measure(model, tokenizer, splits, cfg: TinyBuildConfig) -> dict:
 
     test_rows = [problem_row(p, "test", i) for i, p in enumerate(splits["test"][:cfg.report_problems])]
     metrics, _ = evaluate(model, tokenizer, test_rows,
-                          EvalSettings(n=cfg.report_n, ks=(1, cfg.report_n), max_new_tokens=128), progress=True)
+                          EvalSettings(n=cfg.report_n, ks=(1, cfg.report_n), max_new_tokens=128),
+                          progress=True)
     rng = random.Random(cfg.seed + 7)
     return {"eval": metrics,
             "self_instruct": measure_self_instruct(model, tokenizer, splits["seed"], rng),
@@ -153,7 +170,7 @@ def measure_judge(model, tokenizer, pairs: list[dict]) -> dict:
     from selfrl.rollout.hf import HFEngine
 
     engine = HFEngine(model, tokenizer, batch_size=100)
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=12)
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=48)
 
     def run(build_messages) -> list[str]:
         prompts = [tokenizer.apply_chat_template(build_messages(p), add_generation_prompt=True,

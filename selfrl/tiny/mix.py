@@ -14,6 +14,7 @@ Rows are TRL prompt-completion conversations, so the loss falls on the completio
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from selfrl.data.arith import ArithGenerator, ArithProblem, ArithSpec, corrupt_solution
@@ -52,21 +53,27 @@ def self_instruct_row(pool: list[ArithProblem], target: ArithProblem, rng: rando
     return {"prompt": self_instruct_messages(examples), "completion": _assistant(target.question)}
 
 
-def judge_rows(p: ArithProblem, rng: random.Random) -> tuple[dict, dict]:
-    """One SERL-format and one SR-R1-format judging example on the same pair."""
+def judge_rows(p: ArithProblem, rng: random.Random, reasoning: bool = True) -> tuple[dict, dict]:
+    """One SERL-format and one SR-R1-format judging example on the same pair.
+
+    With ``reasoning``, both verdicts follow one sentence naming the wrong step: dense
+    supervision that a small model needs to learn to check arithmetic (SERL's prompt asks
+    for the box alone; its parser still reads a single box after a sentence).
+    """
     wrong_steps, wrong = corrupt_solution(p, rng)
     wrong_text = ArithProblem(p.question, wrong_steps, wrong, p.n_ops).solution
-    first = rng.random() < 0.5
-    a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
-    serl = {"prompt": serl_judge_messages(p.question, a, b),
-            "completion": _assistant("\\boxed{1}" if first else "\\boxed{2}")}
-    first = rng.random() < 0.5
-    a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
-    # SR-R1 asks for reasoning before the verdict: name the first wrong step, then decide.
     bad = next(i for i, (s, w) in enumerate(zip(p.steps, wrong_steps)) if s != w)
-    reason = f"Response {'B' if first else 'A'} is wrong at step {bad + 1}: {_equation(wrong_steps[bad])}."
+    eq = _equation(wrong_steps[bad])
+    first = rng.random() < 0.5
+    a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
+    why = f"Output ({2 if first else 1}) is wrong at step {bad + 1}: {eq}.\n" if reasoning else ""
+    serl = {"prompt": serl_judge_messages(p.question, a, b),
+            "completion": _assistant(why + ("\\boxed{1}" if first else "\\boxed{2}"))}
+    first = rng.random() < 0.5
+    a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
+    why = f"Response {'B' if first else 'A'} is wrong at step {bad + 1}: {eq}.\n" if reasoning else ""
     srr1 = {"prompt": srr1_judge_messages(p.question, a, b),
-            "completion": _assistant(f"{reason}\nWinner: response {'A' if first else 'B'}")}
+            "completion": _assistant(f"{why}Winner: response {'A' if first else 'B'}")}
     return serl, srr1
 
 
@@ -76,9 +83,9 @@ def _equation(step: str) -> str:
 
 
 def srl_think(p: ArithProblem, k: int) -> str:
-    """The thought before step k (1-based, k ≥ 2): the sentence of the question it acts on."""
-    sentences = [s.strip() + "." for s in p.question.split(".") if s.strip()]
-    return sentences[k - 1] if k - 1 < len(sentences) else "Next step."
+    """The thought before step k (1-based, k ≥ 2): the running total that step k starts from."""
+    total = re.findall(r"\d+", p.steps[k - 2])[-1]
+    return f"So far: {total}."
 
 
 def srl_row(p: ArithProblem, rng: random.Random) -> dict:
@@ -88,7 +95,7 @@ def srl_row(p: ArithProblem, rng: random.Random) -> dict:
 
 
 def build_mix(n_rows: int, spec: ArithSpec, exclude: set[str], seed: int,
-              weights: MixWeights = MixWeights()) -> list[dict]:
+              weights: MixWeights = MixWeights(), judge_reasoning: bool = True) -> list[dict]:
     """Draw ``n_rows`` training rows; no question in ``exclude`` (the held-out sets) appears."""
     rng = random.Random(seed)
     gen = ArithGenerator(spec, seed)
@@ -117,6 +124,6 @@ def build_mix(n_rows: int, spec: ArithSpec, exclude: set[str], seed: int,
         elif kind == "srl_step":
             rows.append(srl_row(p, rng))
         else:
-            serl, srr1 = judge_rows(p, rng)
+            serl, srr1 = judge_rows(p, rng, judge_reasoning)
             rows.append(serl if kind == "judge_serl" else srr1)
     return rows[:n_rows]

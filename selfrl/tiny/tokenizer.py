@@ -4,15 +4,15 @@ One token per digit lets a small model learn column arithmetic; byte-level BPE k
 text representable (a user's own prompts included) while common words become one token.
 
 >>> tok = build_tokenizer(["Mia has 12 apples."], vocab_size=300)
->>> tok.convert_ids_to_tokens(tok("12")["input_ids"])
-['1', '2']
+>>> tok.convert_ids_to_tokens(tok("has 12")["input_ids"])
+['has', 'Ġ1', '2']
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 PAD, BOS, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 
@@ -31,8 +31,11 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
+    # One digit per token, the leading space kept on the first digit (" 12" -> "Ġ1", "2"): a
+    # number copied from the question then starts with the same token as in the question,
+    # which an induction head can find after one matching word ("finds Ġ6" -> "finds" ... "Ġ6").
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     tok.decoder = decoders.ByteLevel()

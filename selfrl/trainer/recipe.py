@@ -41,7 +41,8 @@ def get_recipe(name: str) -> type[Recipe]:
 
         importlib.import_module(BUILTIN_MODULES[name])
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; valid recipes: {', '.join(sorted(set(RECIPES) | set(BUILTIN_MODULES)))}")
+        valid = ", ".join(sorted(set(RECIPES) | set(BUILTIN_MODULES)))
+        raise ValueError(f"unknown recipe {name!r}; valid recipes: {valid}")
     return RECIPES[name]
 
 

@@ -353,12 +353,12 @@ class Trainer:
             loss_mat = loss_mat * batch.loss_weight[idx].to(self.device)[:, None]
         agg = dict(num_tokens=n_tok, num_seqs=n_seq, max_len=self.cfg.rollout.max_new_tokens)
         policy_loss = aggregate_loss(loss_mat, mask, a.loss_agg, **agg)
-        loss, metrics = policy_loss, {"loss/policy": float(policy_loss) * n_seq / len(idx)}
+        loss, metrics = policy_loss, {"loss/policy": float(policy_loss.detach()) * n_seq / len(idx)}
         if a.kl_coef > 0:
             ref = batch.ref_logprobs[idx, :C].to(self.device)
             kl_mat = KL_ESTIMATORS.get(a.kl_estimator)(logprobs, ref)  # (b, C)
             kl = aggregate_loss(kl_mat, mask, "token-mean", num_tokens=n_tok)
-            metrics["kl"] = float(kl) * n_seq / len(idx)
+            metrics["kl"] = float(kl.detach()) * n_seq / len(idx)
             if not a.kl_in_reward:
                 loss = loss + a.kl_coef * kl
         ntok = mask.sum().clamp(min=1)
