@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, dataclass, field
 
 NAMES = (
@@ -240,8 +241,6 @@ def _apply(a: int, op: str, b: int) -> int:
 
 def _parse_steps(steps: list[str]) -> list[tuple]:
     """Split each step into (prefix, a, op, b, result, suffix); plain starts have op None."""
-    import re
-
     out = []
     for s in steps:
         m = re.search(r"(\d+) ([-+*]) (\d+) = (\d+)", s)
@@ -253,3 +252,65 @@ def _parse_steps(steps: list[str]) -> list[tuple]:
             out.append((s[: m.start()], int(m.group(1)), None, None, int(m.group(1)),
                         s[m.end():]))
     return out
+
+
+def _template_regex(template: str) -> re.Pattern:
+    """A template with ``{n}``/``{k}``/``{m}`` numbers and word placeholders as a regex."""
+    out, pos = "", 0
+    for m in re.finditer(r"\{(\w+)\}", template):
+        out += re.escape(template[pos:m.start()])
+        name = m.group(1)
+        out += rf"(?P<{name}>\d+)" if name in ("n", "k", "m") else r"[\w']+"
+        pos = m.end()
+    return re.compile("^" + out + re.escape(template[pos:]) + "$")
+
+
+_START_RES = [_template_regex(t) for t in START_PLAIN + START_MUL]
+_ADD_RES = [_template_regex(t) for t in ADD_TEMPLATES]
+_SUB_RES = [_template_regex(t) for t in SUB_TEMPLATES]
+_MUL_RES = [(_template_regex(t), f) for t, f in MUL_TEMPLATES]
+_QUESTION_RES = [_template_regex(t) for t in QUESTIONS]
+
+
+def solve_arith_text(text: str) -> int | None:
+    """The answer of a problem written in the arith task's grammar, or ``None`` if it does not
+    parse (used to grade problems a model writes itself, e.g. during self-play).
+
+    >>> solve_arith_text("Tom has 3 pens. Then he buys 4 more pens. How many pens does Tom have now?")
+    7
+    >>> solve_arith_text("Tom has pens. How many?") is None
+    True
+    """
+    sentences = [s for s in re.split(r"(?<=[.?])\s+", text.strip()) if s]
+    if len(sentences) < 2 or not any(r.match(sentences[-1]) for r in _QUESTION_RES):
+        return None
+    value = None
+    for r in _START_RES:
+        m = r.match(sentences[0])
+        if m:
+            d = m.groupdict()
+            value = int(d["n"]) if "n" in d else int(d["k"]) * int(d["m"])
+            break
+    if value is None:
+        return None
+    for s in sentences[1:-1]:
+        step = _apply_sentence(s, value)
+        if step is None:
+            return None
+        value = step
+    return value
+
+
+def _apply_sentence(sentence: str, value: int) -> int | None:
+    for r in _ADD_RES:
+        m = r.match(sentence)
+        if m:
+            return value + int(m.group("n"))
+    for r in _SUB_RES:
+        m = r.match(sentence)
+        if m:
+            return value - int(m.group("n"))
+    for r, factor in _MUL_RES:
+        if r.match(sentence):
+            return value * factor
+    return None

@@ -35,7 +35,8 @@ from typing import Literal
 from pydantic import Field
 
 from selfrl.config import StrictModel, validate_section
-from selfrl.eval.extract import extract_answer
+from selfrl.data.arith import solve_arith_text
+from selfrl.eval.extract import equivalent, extract_answer
 from selfrl.prompts import parse_numbered_items, self_instruct_messages, solve_messages
 from selfrl.rewards.majority import majority_scores
 from selfrl.rollout.base import SamplingParams
@@ -148,11 +149,17 @@ class SeRL(Recipe):
                 answers = [extract_answer(t) for t in batch.texts[sl]]
                 _, label = majority_scores(answers)
                 row = batch.rows[g * batch.group_size]
+                problem = str(row.get(self.cfg.data.question_field))
+                # For analysis only (never a reward): arith problems the policy writes in the
+                # task's grammar have a computable answer, so pseudo-labels can be checked.
+                truth = solve_arith_text(problem)
+                pseudo = answers[label] if label is not None else None
                 self.records.append({
-                    "kind": kind, "problem": row.get(self.cfg.data.question_field),
-                    "mean_reward": float(batch.scores[sl].mean()),
-                    "pseudo_label": answers[label] if label is not None else None,
-                    "generated": bool(row.get("generated", False))})
+                    "kind": kind, "problem": problem, "mean_reward": float(batch.scores[sl].mean()),
+                    "pseudo_label": pseudo, "generated": bool(row.get("generated", False)),
+                    "true_answer": truth,
+                    "pseudo_label_correct": None if truth is None or pseudo is None
+                    else equivalent(pseudo, str(truth))})
                 if kind == "trained" and row.get("generated"):
                     self.generated_pool.append(str(row[self.cfg.data.question_field]))
 
@@ -165,6 +172,10 @@ class SeRL(Recipe):
             key = r["kind"] if r["kind"] != "generated" else f"generated/{r['decision']}"
             counts[key] = counts.get(key, 0) + 1
         metrics.update({f"selfplay/{k}": float(v) for k, v in counts.items()})
+        checked = [r["pseudo_label_correct"] for r in self.records
+                   if r["kind"] == "trained" and r.get("pseudo_label_correct") is not None]
+        if checked:
+            metrics["selfplay/pseudo_label_accuracy"] = sum(checked) / len(checked)
         metrics["selfplay/fewshot_pool"] = float(len(self.generated_pool))
         metrics["selfplay/rouge_pool"] = float(len(self.rouge))
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -145,6 +145,7 @@ def measure(model, tokenizer, splits, cfg: TinyBuildConfig) -> dict:
 
 def measure_self_instruct(model, tokenizer, seeds, rng: random.Random, n_prompts: int = 200) -> dict:
     """Share of problems written from SeRL's few-shot prompt that are well-formed."""
+    from selfrl.data.arith import solve_arith_text
     from selfrl.prompts import parse_numbered_items
     from selfrl.rollout.base import SamplingParams
     from selfrl.rollout.hf import HFEngine
@@ -158,7 +159,9 @@ def measure_self_instruct(model, tokenizer, seeds, rng: random.Random, n_prompts
         prompts, params, torch.Generator().manual_seed(0))
     items = [parse_numbered_items(g[0].text) for g in outs]
     ok = [bool(it) and is_well_formed_problem(it[0]) for it in items]
+    grammatical = [bool(it) and solve_arith_text(it[0]) is not None for it in items]
     return {"well_formed": sum(ok) / len(ok), "n": len(ok),
+            "parses_as_arith": sum(grammatical) / len(grammatical),
             "examples": [it[0] if it else "" for it in items[:5]]}
 
 
