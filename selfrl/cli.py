@@ -37,6 +37,18 @@ def cmd_data_arith(args: argparse.Namespace) -> None:
         print(f"{Path(args.output) / name}: {n} rows")
 
 
+# --- selfrl data srl -----------------------------------------------------------------
+
+def cmd_data_srl(args: argparse.Namespace) -> None:
+    from selfrl.srl.steps import prepare_srl
+
+    counts = prepare_srl(args.input, args.output, problem_field=args.problem_field,
+                         solution_field=args.solution_field, answer_field=args.answer_field,
+                         keep_final_answer=not args.drop_final_answer)
+    print(f"{args.output}: {counts['instances']} instances from {counts['parsed']} of "
+          f"{counts['solutions']} solutions ({counts['dropped']} dropped: not numbered steps)")
+
+
 # --- selfrl build-tiny ----------------------------------------------------------------
 
 def cmd_build_tiny(args: argparse.Namespace) -> None:
@@ -211,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     arith.add_argument("--max-value", type=int, default=ArithSpec.max_value,
                        help="largest intermediate value")
     arith.set_defaults(func=cmd_data_arith)
+
+    srl = data_sub.add_parser("srl", help="SRL instances (steps 1..k-1 as context, step k as target)")
+    srl.add_argument("--input", required=True, help="JSONL of problems with step-numbered solutions")
+    srl.add_argument("--output", required=True, help="JSONL of SRL instances to write")
+    srl.add_argument("--problem-field", default="problem", help="field holding the problem")
+    srl.add_argument("--solution-field", default="solution", help="field holding the numbered solution")
+    srl.add_argument("--answer-field", default=None, help="field copied to 'answer' (RLVR can reuse rows)")
+    srl.add_argument("--drop-final-answer", action="store_true",
+                     help="drop a trailing 'The answer is ...' line instead of keeping it in the last step")
+    srl.set_defaults(func=cmd_data_srl)
 
     tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")
     tiny.add_argument("--output", default="selfrl/assets/tiny-arith", help="where to save the model")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import selfrl.algorithms as alg
+from selfrl import registry as reg_mod
 from selfrl.algorithms import (
     ADVANTAGE_ESTIMATORS,
     KL_ESTIMATORS,
@@ -28,7 +29,6 @@ from selfrl.algorithms import aggregation as agg_mod
 from selfrl.algorithms import kl as kl_mod
 from selfrl.algorithms import masked as masked_mod
 from selfrl.algorithms import policy_loss as pl_mod
-from selfrl.algorithms import registry as reg_mod
 
 DT = torch.float64
 

@@ -58,3 +58,4 @@ __all__ = [
     "reward_name",
     "weighted_sum",
 ]
+import selfrl.srl.reward  # noqa: E402,F401  (registers srl_step)
