@@ -522,7 +522,8 @@ def bench_model(name: str, workdir: Path, shape: StepShape, peak_gflops: float, 
 
 def run(models: list[str], shape: StepShape, json_path: Path | None, skip_trl: bool = False,
         isolate: bool = True, matmul_n: int = 2048, workdir: Path | None = None) -> dict:
-    """The whole benchmark; writes ``json_path`` (when given) and returns the same dict."""
+    """The whole benchmark; returns the results and writes them to ``json_path`` (when given) after
+    each model, so an interrupted run keeps the models it finished."""
     with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
         work = Path(workdir or tmp)
         peak = matmul_peak_gflops(matmul_n)
@@ -530,10 +531,10 @@ def run(models: list[str], shape: StepShape, json_path: Path | None, skip_trl: b
                   "matmul_peak": peak, "isolated_processes": isolate, "models": {}}
         for name in models:
             result["models"][name] = bench_model(name, work, shape, peak["gflops"], skip_trl, isolate)
-        result["peak_rss_mib_driver"] = peak_rss_mib()
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
+            result["peak_rss_mib_driver"] = peak_rss_mib()
+            if json_path is not None:
+                json_path.parent.mkdir(parents=True, exist_ok=True)
+                json_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

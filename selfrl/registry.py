@@ -57,6 +57,12 @@ class Registry(Generic[F]):
 
         return add
 
+    def unregister(self, name: str) -> F:
+        """Remove ``name`` (for plug-ins and tests that register temporarily); returns it."""
+        if name not in self._table:
+            raise UnknownNameError(f"cannot unregister {self.kind} {name!r}: not registered")
+        return self._table.pop(name)
+
     def get(self, name: str) -> F:
         """The function registered under ``name``; :class:`UnknownNameError` lists the valid ones."""
         try:

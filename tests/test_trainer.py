@@ -30,12 +30,19 @@ ESTIMATORS = [name for name in ADVANTAGE_ESTIMATORS.names() if name != "gae"]
 AGGREGATIONS = list(LOSS_AGGREGATIONS.names())
 NAN_LOSS = "test_trainer_nan_loss"
 
-if NAN_LOSS not in POLICY_LOSSES:
 
-    @POLICY_LOSSES.register(NAN_LOSS)
-    def _nan_loss(logprobs, old_logprobs, advantages, mask, params):
-        """A policy loss that is always NaN (but connected to the graph)."""
-        return logprobs * float("nan"), {}
+
+def _nan_loss(logprobs, old_logprobs, advantages, mask, params):
+    """A policy loss that is always NaN (but connected to the graph)."""
+    return logprobs * float("nan"), {}
+
+
+@pytest.fixture
+def nan_loss():
+    """Register the NaN loss for one test only, so other modules see the built-ins alone."""
+    POLICY_LOSSES.register(NAN_LOSS)(_nan_loss)
+    yield NAN_LOSS
+    POLICY_LOSSES.unregister(NAN_LOSS)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -361,7 +368,7 @@ def test_reward_function_missing_is_a_cli_error(write_config, capsys):
 # --- 6. NaN losses --------------------------------------------------------------------------
 
 
-def test_nan_loss_is_skipped_then_stops(make_config):
+def test_nan_loss_is_skipped_then_stops(make_config, nan_loss):
     cfg = make_config(extra={"algorithm": {"policy_loss": NAN_LOSS},
                              "train": {"steps": 10, "max_nonfinite_steps": 2}})
     trainer = Trainer(RunConfig.model_validate(cfg))
@@ -381,7 +388,7 @@ def test_nan_loss_is_skipped_then_stops(make_config):
     assert ckpt.load_trainer_state(last)["nonfinite_streak"] == 2
 
 
-def test_nan_loss_through_the_cli(write_config, capsys):
+def test_nan_loss_through_the_cli(write_config, capsys, nan_loss):
     path = write_config(extra={"algorithm": {"policy_loss": NAN_LOSS}})
     assert main(["train", str(path), "train.steps=5", "train.max_nonfinite_steps=1"]) == 2
     assert "1 steps in a row had a NaN/inf loss" in capsys.readouterr().err
