@@ -29,6 +29,7 @@ class RolloutBatch:
     old_logprobs: torch.Tensor | None = None    # (B, C)
     ref_logprobs: torch.Tensor | None = None    # (B, C)
     loss_weight: torch.Tensor | None = None     # (B,) recipes may weight sequences (SERL)
+    fixed_advantages: torch.Tensor | None = None  # (B,) set by a recipe: no estimator runs
     metrics: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -59,6 +60,28 @@ class RolloutBatch:
         if all(b.scores is not None for b in batches):
             out.scores = torch.cat([b.scores for b in batches])  # (B,)
         return out
+
+
+def merge_prepared(batches: list[RolloutBatch]) -> RolloutBatch:
+    """Concatenate batches whose advantages (and old/ref logprobs) are already computed,
+    padding the per-token tensors to the widest completion."""
+    out = RolloutBatch.concat(batches)
+    width = max(b.advantages.shape[1] for b in batches)
+
+    def cat(name: str) -> torch.Tensor | None:
+        parts = [getattr(b, name) for b in batches]
+        if all(p is None for p in parts):
+            return None
+        if any(p is None for p in parts):
+            raise ValueError(f"cannot merge batches where only some have {name}")
+        return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts])
+
+    out.advantages, out.old_logprobs, out.ref_logprobs = cat("advantages"), cat("old_logprobs"), \
+        cat("ref_logprobs")
+    weights = [b.loss_weight if b.loss_weight is not None else torch.ones(len(b)) for b in batches]
+    out.loss_weight = torch.cat(weights)  # (B,)
+    out.metrics = {k: v for b in batches for k, v in b.metrics.items()}
+    return out
 
 
 @dataclass

@@ -32,7 +32,8 @@ def register_recipe(name: str) -> Callable[[type[Recipe]], type[Recipe]]:
 
 
 # Recipes shipped in other modules, imported when first asked for (keeps imports light).
-BUILTIN_MODULES = {"serl": "selfrl.selfplay.recipe"}
+BUILTIN_MODULES = {"serl": "selfrl.selfplay.recipe", "serl_judge": "selfrl.judging.recipes",
+                   "srr1_elo": "selfrl.judging.recipes"}
 
 
 def get_recipe(name: str) -> type[Recipe]:
@@ -67,6 +68,11 @@ class Recipe:
     def keep_groups(self, batch: RolloutBatch) -> list[bool]:
         """The recipe's own filter over scored groups (True keeps a group)."""
         return [True] * batch.num_groups
+
+    def extra_batch(self, batch: RolloutBatch) -> RolloutBatch | None:
+        """Extra sequences trained in the same update, with ``fixed_advantages`` and
+        ``loss_weight`` set by the recipe (SERL trains its judge samples this way)."""
+        return None
 
     def on_collected(self, trained: RolloutBatch, dropped: RolloutBatch) -> None:
         """Called once per step with the groups that will be trained and those filtered out."""

@@ -33,7 +33,7 @@ from selfrl.models import load_causal_lm, load_tokenizer, pick_dtype
 from selfrl.rewards import RewardBatch, compute_reward
 from selfrl.rollout.base import SamplingParams
 from selfrl.trainer import checkpoint as ckpt
-from selfrl.trainer.batch import RolloutBatch, completion_logprobs, pad_sequences
+from selfrl.trainer.batch import RolloutBatch, completion_logprobs, merge_prepared, pad_sequences
 from selfrl.trainer.data import PromptSource
 from selfrl.trainer.logger import MetricsLogger
 from selfrl.trainer.progress import StepProgress
@@ -60,9 +60,9 @@ class Trainer:
         self.autocast_dtype = pick_dtype(self.device, cfg.model.dtype)
         self._setup_model()
         self._setup_data()
+        self.engine = self._make_engine()
         self.recipe = get_recipe(cfg.recipe)(self)
         self.reward = self.recipe.build_reward()
-        self.engine = self._make_engine()
         self._setup_optimizer()
         self.resumed_from = ckpt.resolve_resume(resume, self.run_dir)
         if self.resumed_from is not None:
@@ -157,8 +157,12 @@ class Trainer:
         self.step += 1
         t0 = time.perf_counter()
         batch = self.collect()
+        extra = self.recipe.extra_batch(batch)  # e.g. SERL's judge samples
         t1 = time.perf_counter()
         self.prepare(batch)
+        if extra is not None:
+            self.prepare(extra)
+            batch = merge_prepared([batch, extra])
         metrics = self.update(batch)
         t2 = time.perf_counter()
         metrics.update(batch.metrics)
@@ -273,6 +277,9 @@ class Trainer:
         kl = None
         if a.kl_coef > 0 and a.kl_in_reward:
             kl = KL_ESTIMATORS.get(a.kl_estimator)(batch.old_logprobs, batch.ref_logprobs) * mask
+        if batch.fixed_advantages is not None:
+            batch.advantages = batch.fixed_advantages[:, None] * mask  # (B, C)
+            return
         groups = torch.arange(batch.num_groups).repeat_interleave(batch.group_size)
         params = AdvantageParams(norm_by_std=a.norm_by_std, gamma=a.gamma, lam=a.lam,
                                  kl_coef=a.kl_coef if a.kl_in_reward else 0.0)

@@ -1,0 +1,125 @@
+"""Self-judging recipes: SERL (Copeland + a trained judge) and SR-R1 (Elo self-reward).
+
+SERL (``recipe: serl_judge``): the policy answers each prompt n times, then judges every
+unordered pair of its answers in both orders (K/2 each) with SERL's ``\\boxed{1}|{2}`` prompt.
+Actor reward: Copeland with length control.  The judge's own samples are trained too: each
+gets SERL's self-consistency reward (+1 when it picked the answer with the higher actor
+reward, -1 when lower or unparsable, 0 on a tie), normalised within its pair's K samples.
+The loss is α·L_actor + β·L_judge with α = min(progress, 0.5), β = max(1 − α, 0.5), where
+progress = step / steps (the authors' epoch / epochs).
+
+SR-R1 (``recipe: srr1_elo``): each pair judged once with a seeded coin flip for the order,
+SR-R1's rubric prompt, ratings by sequential Elo scaled to [0, 3]; the Elo self-reward is
+added, with its weight, to the configured rewards (accuracy, format, … each weight 1.0).
+
+Departures: the judge is the live policy through the same rollout engine (a separate frozen
+judge model is an option); SERL's story-continuation prompt wrapper is not copied.  Both run
+on a plain prompt file with no answers: rows need only the question field.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from selfrl.config import StrictModel, validate_section
+from selfrl.judging.aggregators import group_normalise, serl_judge_rewards
+from selfrl.judging.self_judge import SelfJudgeReward
+from selfrl.rewards import WeightedSum
+from selfrl.rollout.base import SamplingParams
+from selfrl.trainer.batch import RolloutBatch
+from selfrl.trainer.recipe import Recipe, register_recipe
+
+
+class JudgeArgs(StrictModel):
+    """``recipe_args`` of the self-judging recipes."""
+
+    judge_samples: int = Field(2, ge=1, description="K: judgments per unordered pair")
+    judge_temperature: float = Field(0.9, ge=0, description="judge sampling temperature")
+    judge_max_new_tokens: int = Field(48, ge=1, description="tokens per judgment")
+    aggregator: str = Field("copeland", description="copeland, elo or bradley_terry")
+    judge_weight: float = Field(1.0, description="weight of the self-judge reward in the sum (srr1)")
+    judge_model: str | None = Field(None, description="a separate, frozen judge model (default: the policy)")
+    train_judge: bool = Field(True, description="serl: train the judge samples (mixed loss)")
+
+
+class _SelfJudgeRecipe(Recipe):
+    fmt, schedule = "serl", "both_orders"
+    defaults: dict = {}
+
+    def __init__(self, trainer) -> None:
+        super().__init__(trainer)
+        self.args = validate_section(JudgeArgs, {**self.defaults, **self.cfg.recipe_args}, "recipe_args")
+        if self.cfg.filter.dynamic_sampling:
+            raise ValueError(f"recipe {self.name}: judge samples belong to one rollout round; "
+                             "set filter.dynamic_sampling=false")
+
+    def _judge(self) -> SelfJudgeReward:
+        engine, tokenizer = self.trainer.engine, self.trainer.tokenizer
+        if self.args.judge_model:
+            from selfrl.models import load_causal_lm, load_tokenizer
+            from selfrl.rollout.hf import HFEngine
+
+            tokenizer = load_tokenizer(self.args.judge_model)
+            model = load_causal_lm(self.args.judge_model, device=str(self.trainer.device)).eval()
+            engine = HFEngine(model, tokenizer, batch_size=self.cfg.rollout.batch_size)
+        return SelfJudgeReward(
+            engine, tokenizer, fmt=self.fmt, aggregator=self.args.aggregator, schedule=self.schedule,
+            judge_samples=self.args.judge_samples,
+            sampling=SamplingParams(temperature=self.args.judge_temperature,
+                                    max_new_tokens=self.args.judge_max_new_tokens),
+            seed=self.cfg.train.seed, generator=self.trainer.generator, name=f"{self.fmt}_judge")
+
+
+@register_recipe("serl_judge")
+class SERLJudge(_SelfJudgeRecipe):
+    """SERL: Copeland actor reward, and the judge trained on its self-consistency reward."""
+
+    def build_reward(self):
+        self.judge = self._judge()
+        return self.judge
+
+    def extra_batch(self, batch: RolloutBatch) -> RolloutBatch | None:
+        if not self.args.train_judge or self.args.judge_model or not self.judge.last_samples:
+            return None
+        samples, actor = self.judge.last_samples, self.judge.last_rewards
+        n = batch.group_size
+        rewards: list[float] = []
+        for g in range(batch.num_groups):
+            mine = [s.judgment for s in samples if s.group == g]
+            rewards += serl_judge_rewards(mine, actor[g * n:(g + 1) * n])
+        keys = [(s.group, min(s.judgment.i, s.judgment.j), max(s.judgment.i, s.judgment.j)) for s in samples]
+        sizes = {k: keys.count(k) for k in keys}
+        # A pair judged once has no group to normalise in: its advantage is 0.
+        adv = group_normalise(rewards, keys) if min(sizes.values()) > 1 else [0.0] * len(rewards)
+        judge = RolloutBatch(  # group_size 1: advantages are fixed, no estimator groups them
+            rows=[{"judge": True}] * len(samples), prompt_ids=[s.completion.prompt_ids for s in samples],
+            completion_ids=[s.completion.token_ids for s in samples],
+            rollout_logprobs=[s.completion.logprobs for s in samples],
+            texts=[s.completion.text for s in samples], prompts_text=[""] * len(samples),
+            finish_reasons=[s.completion.finish_reason for s in samples], group_size=1)
+        judge.scores = torch.tensor(rewards)
+        judge.fixed_advantages = torch.tensor(adv, dtype=torch.float32)
+        alpha = min(self.trainer.step / self.cfg.train.steps, 0.5)
+        beta = max(1.0 - alpha, 0.5)
+        # token-mean over the merged batch: weights make it α·mean_actor + β·mean_judge.
+        n_a = sum(len(c) for c in batch.completion_ids)
+        n_j = sum(len(c) for c in judge.completion_ids)
+        batch.loss_weight = torch.full((len(batch),), alpha * (n_a + n_j) / max(1, n_a))
+        judge.loss_weight = torch.full((len(judge),), beta * (n_a + n_j) / max(1, n_j))
+        judge.metrics = {"judge/reward_mean": sum(rewards) / len(rewards), "judge/alpha": alpha,
+                         "judge/beta": beta}
+        return judge
+
+
+@register_recipe("srr1_elo")
+class SRR1Elo(_SelfJudgeRecipe):
+    """SR-R1: Elo-ranked self-judgments added to the configured rewards."""
+
+    fmt, schedule = "srr1", "coin_flip"
+    defaults = {"judge_samples": 1, "judge_temperature": 0.5, "aggregator": "elo", "train_judge": False}
+
+    def build_reward(self):
+        self.judge = self._judge()
+        parts = super().build_reward().components if self.cfg.rewards else []
+        return WeightedSum([*parts, (self.judge, self.args.judge_weight)])
