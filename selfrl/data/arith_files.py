@@ -9,7 +9,8 @@ Splits never overlap (a question text belongs to one split only):
 
 Views, each in the form its paper uses:
 
-- ``trajectories.jsonl``: step-numbered expert trajectories (SRL);
+- ``trajectories.jsonl``: step-numbered expert trajectories (SRL), and ``srl_train.jsonl``
+  their SRL instances;
 - ``selfinstruct_prompts.jsonl``: SeRL's few-shot instruction-generation prompts;
 - ``judge_{train,test}.jsonl``: a right and a plausible wrong solution, the right side known
   (SERL, SR-R1);
@@ -131,4 +132,12 @@ def write_arith(output: str | Path, splits: ArithSplits = ArithSplits(), seed: i
     files["preference_test.jsonl"] = preference_rows(data["test"], rng)
     for name, rows in files.items():
         write_jsonl(output / name, rows)
-    return {name: len(rows) for name, rows in files.items()}
+    counts = {name: len(rows) for name, rows in files.items()}
+    # SRL's instances (steps 1..k-1 -> step k), as `selfrl data srl` writes them.  The final
+    # "The answer is" line is not part of a step: the embedded model learned steps without it.
+    from selfrl.srl.steps import prepare_srl
+
+    srl = prepare_srl(output / "trajectories.jsonl", output / "srl_train.jsonl", answer_field="answer",
+                      keep_final_answer=False)
+    counts["srl_train.jsonl"] = srl["instances"]
+    return counts
