@@ -200,12 +200,9 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 # --- the parser -----------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_data_commands(sub) -> None:
+    """``selfrl data arith`` and ``selfrl data srl``."""
     from selfrl.data.arith import ArithSpec
-
-    parser = argparse.ArgumentParser(
-        prog="selfrl", description="RL post-training of language models when labels are scarce.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     data = sub.add_parser("data", help="write a task's data files")
     data_sub = data.add_subparsers(dest="task", metavar="TASK", required=True)
@@ -234,12 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="drop a trailing 'The answer is ...' line instead of keeping it in the last step")
     srl.set_defaults(func=cmd_data_srl)
 
-    tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")
-    tiny.add_argument("--output", default="selfrl/assets/tiny-arith", help="where to save the model")
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--max-steps", type=int, default=0, help="override the number of SFT steps")
-    tiny.set_defaults(func=cmd_build_tiny)
 
+
+def _add_eval_command(sub) -> None:
+    """``selfrl eval``."""
     ev = sub.add_parser("eval", help="greedy pass@1, avg@n, maj@k and pass@k of a model on a data set")
     ev.add_argument("--model", required=True, help="local model folder, 'tiny-arith', or a hub name")
     ev.add_argument("--data", required=True, help="JSONL or Parquet file, or a Hugging Face dataset name")
@@ -262,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", default=None, help="folder for metrics.json and samples.jsonl")
     ev.set_defaults(func=cmd_eval, prompt_field_ok=False)
 
+
+
+def _add_run_commands(sub) -> None:
+    """``selfrl build-tiny``, ``train``, ``config show`` and ``plot``."""
+    tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")
+    tiny.add_argument("--output", default="selfrl/assets/tiny-arith", help="where to save the model")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--max-steps", type=int, default=0, help="override the number of SFT steps")
+    tiny.set_defaults(func=cmd_build_tiny)
+
     tr = sub.add_parser("train", help="RL training from a YAML recipe, with key=value overrides")
     tr.add_argument("config", help="YAML config (see recipes/)")
     tr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-5 rollout.n=8")
@@ -279,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir")
     plot.add_argument("--output", default=None, help="folder for the PNGs (default RUN_DIR/plots)")
     plot.set_defaults(func=cmd_plot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+
+    parser = argparse.ArgumentParser(
+        prog="selfrl", description="RL post-training of language models when labels are scarce.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_data_commands(sub)
+    _add_eval_command(sub)
+    _add_run_commands(sub)
     return parser
 
 
