@@ -197,6 +197,7 @@ def selfrl_overrides(model_dir: Path, train_file: Path, run_dir: Path, shape: St
         f"rollout.n={shape.generations}", "rollout.temperature=1.0",
         f"rollout.max_new_tokens={shape.new_tokens}", f"rollout.batch_size={shape.sequences}",
         "algorithm.kl_coef=0", "algorithm.ppo_epochs=1", "algorithm.mini_batches=1",
+        "filter.dynamic_sampling=false",
         f"train.steps={shape.warmup + shape.steps}", f"train.prompts_per_step={shape.prompts}",
         f"train.micro_batch_size={shape.sequences}", f"train.lr={shape.lr}", f"train.seed={shape.seed}",
         "eval.at_start=false", "checkpoint.every=0",
@@ -425,7 +426,8 @@ def summarize(records: list[dict], params: int, peak_gflops: float) -> dict:
     flops = step_flops(params, mean["trained_tokens"], mean["prompt_tokens"], mean["generated_tokens"])
     gflops = flops / step / 1e9
     return {
-        "steps_per_s": 1 / step, "step_s_median": step,
+        "steps_per_s": 1 / step, "steps_per_s_best": 1 / min(r["step_s"] for r in records),
+        "step_s_median": step,
         "step_s_min": min(r["step_s"] for r in records), "step_s_max": max(r["step_s"] for r in records),
         **{f"{k}_mean": mean[k] for k in PHASES},
         **{f"{k}_share": total[k] / total["step_s"] for k in PHASES},
@@ -445,6 +447,7 @@ def ratios(selfrl: dict, trl: dict) -> dict:
 
 TABLE_ROWS = [  # (label, keys, format, whether the selfrl / TRL ratio is shown)
     ("steps/s (1/median step)", ("steps_per_s",), "{:.3f}", True),
+    ("steps/s (1/fastest step)", ("steps_per_s_best",), "{:.3f}", True),
     ("step s, median", ("step_s_median",), "{:.2f}", True),
     ("step s, min-max", ("step_s_min", "step_s_max"), "{:.2f}-{:.2f}", False),
     ("generation s (share)", ("rollout_s_mean", "rollout_s_share"), "{:.2f} ({:.0%})", True),

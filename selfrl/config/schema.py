@@ -45,7 +45,7 @@ class DataConfig(StrictModel):
 
 
 class RolloutConfig(StrictModel):
-    engine: Literal["hf", "vllm"] = Field("hf", description="rollout engine")
+    engine: Literal["hf"] = Field("hf", description="rollout engine (Hugging Face; vLLM is not in yet)")
     n: int = Field(8, ge=1, description="completions per prompt (group size)")
     temperature: float = Field(1.0, ge=0, description="sampling temperature (0: greedy)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")

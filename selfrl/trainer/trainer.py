@@ -106,8 +106,6 @@ class Trainer:
                 self.eval_rows = self.eval_rows[:self.cfg.eval.limit]
 
     def _make_engine(self):
-        if self.cfg.rollout.engine == "vllm":
-            raise NotImplementedError("rollout.engine=vllm arrives with the scale-out issue; use hf")
         from selfrl.rollout.hf import HFEngine
 
         return HFEngine(self.model, self.tokenizer, batch_size=self.cfg.rollout.batch_size)
