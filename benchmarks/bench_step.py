@@ -31,8 +31,8 @@ Each (model, side) runs in a fresh spawned process, so its peak RSS
 (``getrusage(RUSAGE_SELF).ru_maxrss``) is its own and neither side inherits the other's
 allocator or thread state.
 
-    python benchmarks/bench_step.py [--steps 5] [--warmup 2] [--models embedded,20m] \
-        [--json benchmarks/results/bench_step.json] [--skip-trl]
+    python benchmarks/bench_step.py [--steps 5] [--warmup 2] [--models embedded,20m]
+                                    [--json benchmarks/results/bench_step.json] [--skip-trl]
 
 A model name is ``embedded`` (the shipped ``selfrl/assets/tiny-arith``, or a random model of
 its shape when it is absent), ``20m`` (a random Qwen2 of ~19M parameters with the embedded
@@ -480,7 +480,8 @@ def print_tables(result: dict) -> None:
           "to bf16 (emulated, ~20x slower on a CPU without native bf16) and recompute activations.")
     for name, m in result["models"].items():
         table = Table(title=f"{name}: {m['parameters'] / 1e6:.2f}M parameters ({m['source']})")
-        table.add_column("per step (64 seqs)")
+        shape = result["shape"]
+        table.add_column(f"per step ({shape['prompts'] * shape['generations']} seqs)")
         table.add_column("selfrl", justify="right")
         table.add_column("TRL", justify="right")
         table.add_column("selfrl / TRL", justify="right")

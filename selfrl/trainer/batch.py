@@ -121,10 +121,12 @@ def completion_logprobs(model, seq: Sequences, temperature: float = 1.0,
     Logits are divided by the sampling temperature, so the logprobs are those of the
     distribution the rollout sampled from.
     """
-    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask,
-                position_ids=seq.position_ids, use_cache=False)
     P = seq.prompt_len
-    logits = out.logits[:, P - 1:-1, :].float()  # (B, C, V) position t predicts token t + 1
+    C = seq.input_ids.shape[1] - P
+    # Only the last C + 1 positions' logits are needed: skip the LM head on the prompt.
+    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask,
+                position_ids=seq.position_ids, use_cache=False, logits_to_keep=C + 1)
+    logits = out.logits[:, :-1, :].float()  # (B, C, V) position t predicts token t + 1
     if temperature and temperature != 1.0:
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)  # (B, C, V)
