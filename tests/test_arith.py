@@ -178,6 +178,9 @@ def test_write_arith_files_and_counts(written):
         "judge_train.jsonl": 20, "judge_test.jsonl": 10,
         "preference_train.jsonl": 20, "preference_test.jsonl": 10,
     }
+    # SRL instances: one per step after the first of every training trajectory.
+    train = _read(out / "train.jsonl")
+    expected["srl_train.jsonl"] = sum(len(r["steps"]) - 1 for r in train)
     assert counts == expected
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     for name, n in expected.items():
