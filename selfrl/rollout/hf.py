@@ -3,8 +3,6 @@
 A hand-written decoding loop rather than ``model.generate``: it returns per-token logprobs
 of the sampling distribution, applies SeRL's presence penalty, and stops a batch as soon as
 every row has emitted EOS.
-
->>> from selfrl.models import tiny_random_model  # doctest: +SKIP
 """
 
 from __future__ import annotations

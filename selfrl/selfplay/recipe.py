@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +41,7 @@ from selfrl.eval.extract import equivalent, extract_answer
 from selfrl.prompts import parse_numbered_items, self_instruct_messages, solve_messages
 from selfrl.rewards.majority import majority_scores
 from selfrl.rollout.base import SamplingParams
-from selfrl.selfplay.filters import FORMAT_FILTERS
+from selfrl.selfplay.filters import FORMAT_FILTERS, word_count
 from selfrl.selfplay.rouge import RougePool
 from selfrl.trainer.batch import RolloutBatch
 from selfrl.trainer.recipe import Recipe, register_recipe
@@ -73,6 +74,10 @@ class SeRL(Recipe):
     def __init__(self, trainer) -> None:
         super().__init__(trainer)
         self.args = validate_section(SerlArgs, self.cfg.recipe_args, "recipe_args")
+        # SeRL's format filters in order, the word-count bounds taken from the config.
+        self.format_filters = [
+            partial(word_count, low=self.args.min_words, high=self.args.max_words)
+            if f is word_count else f for f in FORMAT_FILTERS]
         q = self.cfg.data.question_field
         self.seeds = [str(r[q]) for r in trainer.prompts.rows]
         self.rng = random.Random(self.cfg.train.seed + 17)
@@ -97,8 +102,8 @@ class SeRL(Recipe):
     def filter_reason(self, text: str) -> str | None:
         """SeRL's filters in order; the first reason to drop ``text``, or ``None`` to keep it."""
         a = self.args
-        for f in FORMAT_FILTERS:
-            reason = f(text) if f.__name__ != "word_count" else f(text, a.min_words, a.max_words)
+        for f in self.format_filters:
+            reason = f(text)
             if reason:
                 return reason
         if self.rouge.max_score(text, a.rouge_threshold) > a.rouge_threshold:

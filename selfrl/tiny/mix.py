@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from selfrl.data.arith import ArithGenerator, ArithProblem, ArithSpec, corrupt_solution
+from selfrl.data.arith_files import N_FEWSHOT
 from selfrl.prompts import (
     self_instruct_messages,
     serl_judge_messages,
@@ -25,8 +26,6 @@ from selfrl.prompts import (
     srl_messages,
     srr1_judge_messages,
 )
-
-N_FEWSHOT = 8
 
 
 @dataclass(frozen=True)
