@@ -35,7 +35,7 @@ allocator or thread state.
                                     [--json benchmarks/results/bench_step.json] [--skip-trl]
 
 A model name is ``embedded`` (the shipped ``selfrl/assets/tiny-arith``, or a random model of
-its shape when it is absent), ``20m`` (a random Qwen2 of ~19M parameters with the embedded
+its shape when it is absent), ``20m`` (a random model of ~19M parameters with the embedded
 model's tokenizer) or a model folder.
 """
 
@@ -83,7 +83,7 @@ class StepShape:
 
 @dataclass(frozen=True)
 class ModelShape:
-    """A Qwen2 shape for a randomly initialised model."""
+    """The shape of a randomly initialised model (the embedded model's layout)."""
 
     hidden_size: int
     num_layers: int
@@ -114,16 +114,16 @@ class StepRecord:
 
 
 def random_model(output: Path, shape: ModelShape, tokenizer_dir: Path, seed: int = 0) -> Path:
-    """Save a seeded random Qwen2 of ``shape`` with the tokenizer found in ``tokenizer_dir``."""
+    """Save a seeded random model of ``shape`` with the tokenizer found in ``tokenizer_dir``."""
     from transformers import AutoTokenizer
 
-    from selfrl.tiny.build import TinyBuildConfig, make_model
+    from selfrl.tiny.build import TinyBuildConfig, make_model, to_llama
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     cfg = TinyBuildConfig(seed=seed, hidden_size=shape.hidden_size, num_layers=shape.num_layers,
                           intermediate_size=shape.intermediate_size, num_heads=shape.num_heads,
                           num_kv_heads=shape.num_kv_heads)
-    make_model(cfg, tokenizer).save_pretrained(output)
+    to_llama(make_model(cfg, tokenizer)).save_pretrained(output)
     tokenizer.save_pretrained(output)
     return output
 
@@ -152,7 +152,7 @@ def prepare_model(name: str, workdir: Path) -> tuple[Path, str]:
         out = workdir / "random-20m"
         if not (out / "config.json").is_file():
             random_model(out, SHAPE_20M, tokenizer_dir)
-        return out, "random weights, ~19M Qwen2 with the embedded tokenizer"
+        return out, "random weights, ~19M, embedded layout and tokenizer"
     if (Path(name) / "config.json").is_file():
         return Path(name), "model folder"
     raise SystemExit(f"unknown model {name!r}: use embedded, 20m or a model folder")

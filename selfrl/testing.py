@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks: a tiny random Qwen2 model built on the fly.
+"""Helpers for tests and benchmarks: a tiny random model (the embedded model's layout) built on the fly.
 
 >>> import tempfile
 >>> path = tiny_random_model(tempfile.mkdtemp(), hidden_size=16, num_layers=1)
@@ -16,8 +16,9 @@ import torch
 def tiny_random_model(output: str | Path, hidden_size: int = 32, num_layers: int = 2,
                       intermediate_size: int | None = None, num_heads: int = 2, seed: int = 0,
                       vocab_texts: list[str] | None = None) -> Path:
-    """Save a randomly initialised Qwen2-shaped model and a BPE tokenizer (with chat template)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    """Save a randomly initialised model shaped like the embedded one (Llama layout, biases on
+    the attention projections) and a BPE tokenizer (with chat template)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     from selfrl.data.arith import ArithGenerator, ArithSpec
     from selfrl.prompts import SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRL_TEMPLATE, SRR1_JUDGE_TEMPLATE
@@ -29,12 +30,13 @@ def tiny_random_model(output: str | Path, hidden_size: int = 32, num_layers: int
         vocab_texts += [SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRR1_JUDGE_TEMPLATE, SRL_TEMPLATE]
     tok = build_tokenizer(vocab_texts, vocab_size=400)
     torch.manual_seed(seed)
-    config = Qwen2Config(
+    config = LlamaConfig(
         vocab_size=len(tok), hidden_size=hidden_size,
         intermediate_size=intermediate_size or 2 * hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, num_key_value_heads=num_heads, max_position_embeddings=1024,
-        tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = Qwen2ForCausalLM(config)
+        tie_word_embeddings=True, attention_bias=True, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     output = Path(output)

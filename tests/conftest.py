@@ -36,7 +36,7 @@ REWARD_CODE = textwrap.dedent('''
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """A random Qwen2 (hidden 16, 1 layer) with the arith BPE tokenizer."""
+    """A random model in the embedded layout (hidden 16, 1 layer) with the arith BPE tokenizer."""
     from selfrl.testing import tiny_random_model
 
     return tiny_random_model(tmp_path_factory.mktemp("tiny-model"), hidden_size=16, num_layers=1)

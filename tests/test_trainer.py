@@ -125,6 +125,33 @@ def test_estimator_x_aggregation_trains(make_config, advantage, loss_agg):
     assert "eval/greedy_pass@1" in summary["after"]
 
 
+@pytest.mark.parametrize("advantage", ["grpo", "rloo"])
+def test_one_update_raises_the_likelihood_of_positive_advantages(make_config, advantage):
+    """The sign check every RL bug fails: after one step on a collected batch, completions
+    with positive advantage are likelier and those with negative advantage less likely."""
+    from selfrl.trainer.batch import completion_logprobs, pad_sequences
+
+    cfg = make_config(extra={"algorithm": {"advantage": advantage},
+                             "train": {"prompts_per_step": 4, "micro_batch_size": 16, "lr": 1e-3,
+                                       "warmup_steps": 0}})
+    trainer = Trainer(RunConfig.model_validate(cfg))
+    batch = trainer.collect()
+    trainer.prepare(batch)
+
+    def seq_logprob() -> torch.Tensor:
+        seq = pad_sequences(batch.prompt_ids, batch.completion_ids, trainer.pad_id)
+        with torch.no_grad():
+            lp, _ = completion_logprobs(trainer.model, seq)
+        return (lp * seq.response_mask).sum(1)  # (B,)
+
+    before = seq_logprob()
+    trainer.update(batch)
+    delta = seq_logprob() - before
+    adv = batch.advantages[:, 0]
+    assert (adv > 0).any() and (adv < 0).any()
+    assert delta[adv > 0].mean() > 0 > delta[adv < 0].mean()
+
+
 def test_all_estimators_but_gae_are_covered():
     assert set(ESTIMATORS) | {"gae"} == set(ADVANTAGE_ESTIMATORS.names())
     assert len(AGGREGATIONS) == 4

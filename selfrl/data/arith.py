@@ -80,8 +80,8 @@ class ArithSpec:
 
     min_ops: int = 1
     max_ops: int = 2
-    max_number: int = 15
-    max_value: int = 60
+    max_number: int = 10
+    max_value: int = 40
     p_mul: float = 0.2
 
     def __post_init__(self) -> None:

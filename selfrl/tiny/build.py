@@ -3,7 +3,8 @@
 Steps: draw the arith task's held-out sets (their questions never enter training) → draw
 the multi-task mix → train the byte-level BPE tokenizer → initialise a small Qwen2-shaped
 model from the seed → supervised fine-tuning with TRL's SFTTrainer (fp32, completion-only
-loss) → save in Hugging Face format → measure the four figures into ``build_report.json``.
+loss) → save in Hugging Face format, in Llama's layout (see :func:`to_llama`) → reload from
+disk exactly as a user would → measure the four figures into ``build_report.json``.
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ class TinyBuildConfig:
     max_ops: int = ArithSpec.max_ops
     max_number: int = ArithSpec.max_number
     max_value: int = ArithSpec.max_value
-    judge_reasoning: bool = True  # judges name the wrong step before the verdict
-    solve_share: float = 0.6
+    judge_reasoning: bool = True  # judges compare the first differing step, then decide
+    solve_share: float = 0.67
     # training (one pass over max_steps * batch_size fresh rows)
-    max_steps: int = 1000
-    batch_size: int = 16
+    max_steps: int = 2000
+    batch_size: int = 8
     learning_rate: float = 1.5e-3
     warmup_ratio: float = 0.03
     weight_decay: float = 0.01
@@ -75,6 +76,44 @@ def make_model(cfg: TinyBuildConfig, tokenizer):
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def to_llama(model):
+    """The same network as a ``LlamaForCausalLM`` (bit-identical outputs).
+
+    A Qwen2 block is a Llama block with biases on q/k/v; Llama's ``attention_bias`` also
+    puts one on o_proj, set to zero here.  Why not ship ``model_type: qwen2``: transformers
+    ≥ 5 loads every qwen2 checkpoint's tokenizer as ``Qwen2Tokenizer``, which swaps in
+    Qwen2's own pre-tokenizer, and that splits " 12" into "Ġ", "1", "2" where ours has
+    "Ġ1", "2" — a model trained on one tokenisation and served with the other is wrecked.
+    For ``model_type: llama`` ``AutoTokenizer`` keeps ``tokenizer.json`` as written.
+
+    >>> from transformers import Qwen2Config, Qwen2ForCausalLM
+    >>> q = Qwen2ForCausalLM(Qwen2Config(vocab_size=32, hidden_size=16, intermediate_size=32,
+    ...     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
+    >>> x = torch.arange(8)[None]
+    >>> bool(torch.equal(q(x).logits, to_llama(q)(x).logits))
+    True
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    c = model.config
+    config = LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
+        rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_parameters["rope_theta"],
+        tie_word_embeddings=c.tie_word_embeddings, attention_bias=True, hidden_act=c.hidden_act,
+        bos_token_id=None, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
+    )
+    state = dict(model.state_dict())
+    for i in range(c.num_hidden_layers):
+        state[f"model.layers.{i}.self_attn.o_proj.bias"] = torch.zeros(c.hidden_size)
+    llama = LlamaForCausalLM(config)
+    llama.load_state_dict(state, strict=not c.tie_word_embeddings)
+    llama.generation_config.eos_token_id = c.eos_token_id
+    llama.generation_config.pad_token_id = c.pad_token_id
+    return llama.eval()
 
 
 def train(cfg: TinyBuildConfig, output: Path, rows: list[dict], tokenizer, model) -> dict:
@@ -119,9 +158,13 @@ def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
     print(f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}")
     stats = train(cfg, output, rows, tokenizer, model)
     output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output)
+    to_llama(model).save_pretrained(output)
     tokenizer.save_pretrained(output)
     train_minutes = (time.time() - t0) / 60
+    # Measure what a user gets: the files, loaded back through the Auto classes.
+    from selfrl.models import load_causal_lm, load_tokenizer
+
+    model, tokenizer = load_causal_lm(output, cfg.device, "fp32"), load_tokenizer(output)
     report = {"config": asdict(cfg), "n_parameters": n_params, "train_minutes": train_minutes,
               **stats, **measure(model, tokenizer, splits, cfg)}
     (output / "build_report.json").write_text(json.dumps(report, indent=2) + "\n")

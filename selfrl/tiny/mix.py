@@ -32,11 +32,11 @@ from selfrl.prompts import (
 class MixWeights:
     """Share of each skill in the mix (normalised)."""
 
-    solve: float = 0.58
-    self_instruct: float = 0.07
-    judge_serl: float = 0.10
-    judge_srr1: float = 0.10
-    srl_step: float = 0.15
+    solve: float = 0.67
+    self_instruct: float = 0.05
+    judge_serl: float = 0.09
+    judge_srr1: float = 0.09
+    srl_step: float = 0.10
 
 
 def _assistant(text: str) -> list[dict]:
@@ -55,29 +55,43 @@ def self_instruct_row(pool: list[ArithProblem], target: ArithProblem, rng: rando
 def judge_rows(p: ArithProblem, rng: random.Random, reasoning: bool = True) -> tuple[dict, dict]:
     """One SERL-format and one SR-R1-format judging example on the same pair.
 
-    With ``reasoning``, both verdicts follow one sentence naming the wrong step: dense
-    supervision that a small model needs to learn to check arithmetic (SERL's prompt asks
-    for the box alone; its parser still reads a single box after a sentence).
+    With ``reasoning``, the verdict follows a short check: the question's sentence for the
+    first step where the two solutions differ, then each side's version of that step.  The
+    comparison comes *before* the verdict, so a small model decides on one step it can
+    check rather than on two whole solutions (SERL's prompt asks for the box alone; its
+    parser still reads a single box after the check).
+
+    >>> from selfrl.data.arith import ArithGenerator
+    >>> serl, _ = judge_rows(ArithGenerator(ArithSpec(), seed=3).sample(), random.Random(0))
+    >>> serl["completion"][0]["content"].splitlines()[-1][-3:] in ("{1}", "{2}")
+    True
     """
     wrong_steps, wrong = corrupt_solution(p, rng)
     wrong_text = ArithProblem(p.question, wrong_steps, wrong, p.n_ops).solution
     bad = next(i for i, (s, w) in enumerate(zip(p.steps, wrong_steps)) if s != w)
-    eq = _equation(wrong_steps[bad])
+    sentence = p.steps[bad].split(": ", 1)[0].rstrip(".")
+    right, wrong_eq = _equation(p.steps[bad]), _equation(wrong_steps[bad])
+
+    def check(first: bool, labels: tuple[str, str]) -> str:
+        if not reasoning:
+            return ""
+        a, b = (right, wrong_eq) if first else (wrong_eq, right)
+        return f"Step {bad + 1}: {sentence}.\n{labels[0]}: {a}.\n{labels[1]}: {b}.\n"
+
     first = rng.random() < 0.5
     a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
-    why = f"Output ({2 if first else 1}) is wrong at step {bad + 1}: {eq}.\n" if reasoning else ""
+    verdict = "\\boxed{1}" if first else "\\boxed{2}"
     serl = {"prompt": serl_judge_messages(p.question, a, b),
-            "completion": _assistant(why + ("\\boxed{1}" if first else "\\boxed{2}"))}
+            "completion": _assistant(check(first, ("(1)", "(2)")) + verdict)}
     first = rng.random() < 0.5
     a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
-    why = f"Response {'B' if first else 'A'} is wrong at step {bad + 1}: {eq}.\n" if reasoning else ""
     srr1 = {"prompt": srr1_judge_messages(p.question, a, b),
-            "completion": _assistant(f"{why}Winner: response {'A' if first else 'B'}")}
+            "completion": _assistant(check(first, ("A", "B")) + f"Winner: response {'A' if first else 'B'}")}
     return serl, srr1
 
 
 def _equation(step: str) -> str:
-    """The ``a op b = c`` part of a step (the whole step when it has none)."""
+    """The ``a op b = c`` part of a step (the whole step, less its period, when it has none)."""
     return step.split(": ", 1)[-1].rstrip(".") if ": " in step else step.rstrip(".")
 
 
