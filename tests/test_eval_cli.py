@@ -106,3 +106,24 @@ def test_shipped_tokenizer_loads_as_it_was_trained():
     text = "Mia has 12 apples. Then she buys 7 more apples: 12 + 7 = 19."
     assert tok(text)["input_ids"] == raw.encode(text, add_special_tokens=False).ids
     assert tok.tokenize(" 12") == ["Ġ1", "2"]
+
+
+def test_build_tiny_end_to_end_on_a_toy_budget(tmp_path):
+    """The whole build (mix, tokenizer, TRL SFT, Llama export, reload, the four figures) at a
+    toy size: the saved files load through the Auto classes and tokenise as trained."""
+    from tokenizers import Tokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from selfrl.tiny.build import TinyBuildConfig, build
+
+    cfg = TinyBuildConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=1,
+                          num_heads=2, num_kv_heads=1, max_steps=2, batch_size=2,
+                          report_problems=4, report_n=2)
+    report = build(tmp_path / "m", cfg)
+    assert AutoConfig.from_pretrained(tmp_path / "m").model_type == "llama"
+    raw = Tokenizer.from_file(str(tmp_path / "m" / "tokenizer.json"))
+    text = "Mia has 12 apples."
+    assert AutoTokenizer.from_pretrained(tmp_path / "m")(text)["input_ids"] == raw.encode(text).ids
+    assert report["steps"] == 2 and report["eval"]["n_problems"] == 4 and report["judge"]["n"] == 4
+    assert set(report) >= {"eval", "self_instruct", "judge", "train_minutes", "n_parameters"}
+    assert (tmp_path / "m" / "build_report.json").is_file()

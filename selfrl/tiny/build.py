@@ -181,9 +181,10 @@ def measure(model, tokenizer, splits, cfg: TinyBuildConfig) -> dict:
                           EvalSettings(n=cfg.report_n, ks=(1, cfg.report_n), max_new_tokens=128),
                           progress=True)
     rng = random.Random(cfg.seed + 7)
+    n = cfg.report_problems
     return {"eval": metrics,
-            "self_instruct": measure_self_instruct(model, tokenizer, splits["seed"], rng),
-            "judge": measure_judge(model, tokenizer, judge_rows(splits["test"], rng))}
+            "self_instruct": measure_self_instruct(model, tokenizer, splits["seed"], rng, min(200, n)),
+            "judge": measure_judge(model, tokenizer, judge_rows(splits["test"][:n], rng))}
 
 
 def measure_self_instruct(model, tokenizer, seeds, rng: random.Random, n_prompts: int = 200) -> dict:
