@@ -10,18 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 
 def tiny_random_model(output: str | Path, hidden_size: int = 32, num_layers: int = 2,
                       intermediate_size: int | None = None, num_heads: int = 2, seed: int = 0,
                       vocab_texts: list[str] | None = None) -> Path:
-    """Save a randomly initialised model shaped like the embedded one (Llama layout, biases on
-    the attention projections) and a BPE tokenizer (with chat template)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+    """Save a randomly initialised model built as the embedded one is (``make_model``, then
+    ``to_llama``) and a BPE tokenizer (with chat template)."""
     from selfrl.data.arith import ArithGenerator, ArithSpec
     from selfrl.prompts import SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRL_TEMPLATE, SRR1_JUDGE_TEMPLATE
+    from selfrl.tiny.build import TinyBuildConfig, make_model, to_llama
     from selfrl.tiny.tokenizer import build_tokenizer
 
     if vocab_texts is None:
@@ -29,16 +26,10 @@ def tiny_random_model(output: str | Path, hidden_size: int = 32, num_layers: int
         vocab_texts = [p.question + "\n" + p.solution for p in (gen.sample() for _ in range(300))]
         vocab_texts += [SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRR1_JUDGE_TEMPLATE, SRL_TEMPLATE]
     tok = build_tokenizer(vocab_texts, vocab_size=400)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden_size,
-        intermediate_size=intermediate_size or 2 * hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=num_heads, num_key_value_heads=num_heads, max_position_embeddings=1024,
-        tie_word_embeddings=True, attention_bias=True, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id)
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
+    cfg = TinyBuildConfig(seed=seed, hidden_size=hidden_size, num_layers=num_layers,
+                          intermediate_size=intermediate_size or 2 * hidden_size, num_heads=num_heads,
+                          num_kv_heads=num_heads)
+    model = to_llama(make_model(cfg, tok))
     output = Path(output)
     model.save_pretrained(output)
     tok.save_pretrained(output)

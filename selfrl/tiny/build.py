@@ -110,7 +110,7 @@ def to_llama(model):
     for i in range(c.num_hidden_layers):
         state[f"model.layers.{i}.self_attn.o_proj.bias"] = torch.zeros(c.hidden_size)
     llama = LlamaForCausalLM(config)
-    llama.load_state_dict(state, strict=not c.tie_word_embeddings)
+    llama.load_state_dict(state)  # strict: every tensor has exactly one home
     llama.generation_config.eos_token_id = c.eos_token_id
     llama.generation_config.pad_token_id = c.pad_token_id
     return llama.eval()
@@ -165,8 +165,10 @@ def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
     from selfrl.models import load_causal_lm, load_tokenizer
 
     model, tokenizer = load_causal_lm(output, cfg.device, "fp32"), load_tokenizer(output)
+    t1 = time.time()
+    figures = measure(model, tokenizer, splits, cfg)
     report = {"config": asdict(cfg), "n_parameters": n_params, "train_minutes": train_minutes,
-              **stats, **measure(model, tokenizer, splits, cfg)}
+              "measure_minutes": (time.time() - t1) / 60, **stats, **figures}
     (output / "build_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
