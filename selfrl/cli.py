@@ -136,16 +136,22 @@ def print_metrics(metrics: dict, title: str) -> None:
 
 # --- selfrl train / config show ------------------------------------------------------
 
-def _load_run_config(args: argparse.Namespace):
+def _load_config(schema, args: argparse.Namespace):
+    """``args.config`` + ``args.overrides`` validated against ``schema``; errors as CLI errors."""
     from selfrl.config import ConfigError, load_config
-    from selfrl.config.schema import RunConfig
 
     if not Path(args.config).is_file():
         raise CLIError(f"config file {args.config} does not exist")
     try:
-        return load_config(RunConfig, args.config, args.overrides)
+        return load_config(schema, args.config, args.overrides)
     except ConfigError as e:
         raise CLIError(str(e)) from None
+
+
+def _load_run_config(args: argparse.Namespace):
+    from selfrl.config.schema import RunConfig
+
+    return _load_config(RunConfig, args)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -167,6 +173,61 @@ def cmd_train(args: argparse.Namespace) -> None:
     if "stopped_by_signal" in summary:
         print(f"stopped by {summary['stopped_by_signal']} at step {trainer.step}; "
               f"continue with: selfrl train {args.config} ... --resume auto")
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from selfrl.sft import SftConfig, run_sft
+
+    cfg = _load_config(SftConfig, args)
+    try:
+        report = run_sft(cfg, resume=args.resume)
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
+    print(f"SFT: {report['steps']} steps on {report['rows']} rows, loss {report['first_logged_loss']} -> "
+          f"{report['last_logged_loss']}, {report['minutes']:.1f} min; model in {report['model']}")
+
+
+def cmd_rm_train(args: argparse.Namespace) -> None:
+    from selfrl.rlhf.rm import RmConfig, run_rm
+
+    cfg = _load_config(RmConfig, args)
+    try:
+        report = run_rm(cfg)
+    except ValueError as e:  # no usable pair, or a data error
+        raise CLIError(str(e)) from None
+    pairs = report["pairs"]
+    print(f"reward model: {report['steps']} steps on {pairs['kept']} pairs (dropped: "
+          f"{pairs['empty_or_identical']} empty or identical, {pairs['too_long']} too long); "
+          f"model in {report['model']}")
+    if "eval" in report:
+        ev = report["eval"]
+        print(f"held-out pairs: accuracy {ev['accuracy']:.1%}, loss {ev['loss']:.3f} (n={ev['n']})")
+
+
+def cmd_rm_score(args: argparse.Namespace) -> None:
+    from selfrl.data.io import read_rows, write_jsonl
+    from selfrl.rlhf.rm import TEMPLATE, load_reward_model, score_texts
+
+    if args.response_field:
+        rows = read_rows(args.data, [args.question_field, args.response_field])
+        texts = [TEMPLATE.format(question=r[args.question_field], response=r[args.response_field])
+                 for r in rows]
+    else:
+        rows = read_rows(args.data, [args.text_field])
+        texts = [str(r[args.text_field]) for r in rows]
+    try:
+        model, tokenizer = load_reward_model(args.model, args.device)
+    except ValueError as e:  # not a one-output classifier
+        raise CLIError(str(e)) from None
+    scores = score_texts(model, tokenizer, texts, args.batch_size)
+    write_jsonl(args.output, [{**r, "score": s} for r, s in zip(rows, scores)])
+    print(f"scored {len(scores)} texts: mean {sum(scores) / len(scores):.3f}; written to {args.output}")
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    from selfrl.rlhf.merge import merge_adapter
+
+    print(f"merged model saved to {merge_adapter(args.adapter, args.output)}")
 
 
 def print_before_after(summary: dict) -> None:
@@ -272,6 +333,35 @@ def _add_run_commands(sub) -> None:
     tr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-5 rollout.n=8")
     tr.add_argument("--resume", default=None, help="checkpoint folder, run folder, or 'auto'")
     tr.set_defaults(func=cmd_train)
+
+    sft = sub.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer) from a YAML config")
+    sft.add_argument("config", help="YAML config (e.g. recipes/sft_arith_tiny.yaml)")
+    sft.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-5")
+    sft.add_argument("--resume", default=None, help="TRL checkpoint folder, or 'auto'")
+    sft.set_defaults(func=cmd_sft)
+
+    rm = sub.add_parser("rm", help="pairwise reward model: train one, or score texts with one")
+    rm_sub = rm.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rm_train = rm_sub.add_parser("train", help="train a reward model (TRL RewardTrainer) from a YAML config")
+    rm_train.add_argument("config", help="YAML config (e.g. recipes/rlhf_tiny/rm.yaml)")
+    rm_train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-5")
+    rm_train.set_defaults(func=cmd_rm_train)
+    rm_score = rm_sub.add_parser("score", help="score a JSONL of texts; writes the rows with a 'score'")
+    rm_score.add_argument("--model", required=True, help="reward model folder")
+    rm_score.add_argument("--data", required=True, help="JSONL/Parquet rows to score")
+    rm_score.add_argument("--output", required=True, help="JSONL to write")
+    rm_score.add_argument("--text-field", default="text", help="field holding the full text")
+    rm_score.add_argument("--question-field", default="question")
+    rm_score.add_argument("--response-field", default=None,
+                          help="score 'Question: …\\n\\nAnswer: …' built from these two fields instead")
+    rm_score.add_argument("--batch-size", type=int, default=32)
+    rm_score.add_argument("--device", default="cpu")
+    rm_score.set_defaults(func=cmd_rm_score)
+
+    merge = sub.add_parser("merge", help="merge a LoRA adapter into its base model and save both")
+    merge.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json)")
+    merge.add_argument("--output", required=True, help="where to save the merged model")
+    merge.set_defaults(func=cmd_merge)
 
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)

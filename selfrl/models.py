@@ -54,6 +54,17 @@ def native_bf16_cpu() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → the first GPU when there is one, else the CPU; any other name as given.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def pick_dtype(device: str | torch.device = "cpu", requested: str = "auto") -> torch.dtype:
     """``auto``: bf16 on GPUs that support it and on CPUs with native bf16, else fp32."""
     if requested != "auto":

@@ -36,8 +36,11 @@ from selfrl.algorithms.kl import KL_ESTIMATORS, KLEstimator, k1, k2, k3
 from selfrl.algorithms.masked import masked_mean, masked_sum, masked_whiten
 from selfrl.algorithms.policy_loss import POLICY_LOSSES, PolicyLoss, PolicyLossParams, gspo, ppo_clip
 from selfrl.algorithms.registry import Registry, UnknownNameError
+from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
 
 __all__ = [
+    "AdaptiveKLController",
+    "clipped_value_loss",
     "ADVANTAGE_ESTIMATORS",
     "KL_ESTIMATORS",
     "LOSS_AGGREGATIONS",

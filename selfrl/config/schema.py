@@ -52,6 +52,9 @@ class RolloutConfig(StrictModel):
     top_k: int = Field(0, ge=0, description="top-k sampling (0: off)")
     presence_penalty: float = Field(0.0, description="penalty on tokens already generated")
     max_new_tokens: int = Field(128, ge=1, description="most tokens per completion")
+    max_new_tokens_min: int | None = Field(
+        None, ge=1, description="draw each step's token budget from [this, max_new_tokens] "
+                                "(the StackExchange PPO's length sampler); None: always max_new_tokens")
     batch_size: int = Field(64, ge=1, description="sequences decoded together")
 
 
@@ -79,6 +82,21 @@ class AlgorithmConfig(StrictModel):
                                                   "instead of adding it to the loss")
     ppo_epochs: int = Field(1, ge=1, description="passes over each rollout batch")
     mini_batches: int = Field(1, ge=1, description="optimizer steps per pass")
+    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller's target "
+                                                            "(kl_coef is its start); None: fixed kl_coef")
+    kl_horizon: int = Field(10000, ge=1, description="adaptive KL controller's horizon, in sequences")
+    early_stop_kl: float | None = Field(
+        None, gt=0, description="skip the rest of a step's PPO epochs once the approx. KL to the "
+                                "rollout policy exceeds this")
+    value_clip: float | None = Field(
+        0.2, gt=0, description="gae: how far a value may move from its rollout-time estimate in the "
+                               "value loss (None: no clip)")
+
+
+class CriticConfig(StrictModel):
+    init: str = Field("policy", description="gae only: 'policy' (the policy's backbone) or a model folder, "
+                                            "e.g. the reward model")
+    lr: float = Field(1e-5, gt=0, description="the critic's learning rate (its own AdamW)")
 
 
 class FilterConfig(StrictModel):
@@ -132,6 +150,7 @@ class RunConfig(StrictModel):
     rewards: list[RewardSpec] = Field(
         default_factory=lambda: [RewardSpec(name="accuracy")], description="rewards, summed with weights")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    critic: CriticConfig = Field(default_factory=CriticConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -149,10 +168,14 @@ class RunConfig(StrictModel):
             if value not in registry:
                 raise ValueError(f"unknown {registry.kind} {value!r}; valid names: "
                                  f"{', '.join(registry.names())}")
-        if self.algorithm.advantage == "gae" and self.recipe in ("rlvr", "serl"):
-            raise ValueError("algorithm.advantage=gae needs a critic (value model); the rlvr and serl "
-                             "recipes have none: use grpo, dr_grpo, rloo, reinforce_pp or "
-                             "reinforce_pp_baseline")
+        if self.algorithm.advantage == "gae" and self.recipe != "rlvr":
+            raise ValueError(f"algorithm.advantage=gae (PPO with a critic) runs with recipe rlvr, whose "
+                             f"rewards can be any (accuracy, reward_model, ...); recipe {self.recipe!r} "
+                             f"builds its own advantages: use grpo, dr_grpo, rloo or reinforce_pp")
+        if (self.rollout.max_new_tokens_min is not None
+                and self.rollout.max_new_tokens_min > self.rollout.max_new_tokens):
+            raise ValueError(f"rollout.max_new_tokens_min={self.rollout.max_new_tokens_min} is above "
+                             f"rollout.max_new_tokens={self.rollout.max_new_tokens}")
         group_normalised = self.algorithm.advantage == "rloo" or (
             self.algorithm.advantage == "grpo" and self.algorithm.norm_by_std)
         if group_normalised and self.rollout.n < 2:

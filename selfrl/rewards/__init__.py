@@ -34,6 +34,7 @@ from selfrl.rewards.majority import MajorityVoteReward
 from selfrl.rewards.python_file import PythonFileReward, load_function
 from selfrl.rewards.registry import available_rewards, build_reward, register_reward
 from selfrl.rewards.remote import HttpReward
+from selfrl.rewards.reward_model import RewardModelReward
 from selfrl.rewards.weighted import WeightedSum, weighted_sum
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "Reward",
     "RewardBatch",
     "RewardError",
+    "RewardModelReward",
     "RewardResult",
     "WeightedSum",
     "available_rewards",

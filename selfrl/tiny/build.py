@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +42,8 @@ class TinyBuildConfig:
     max_ops: int = ArithSpec.max_ops
     max_number: int = ArithSpec.max_number
     max_value: int = ArithSpec.max_value
-    judge_reasoning: bool = True  # judges compare the first differing step, then decide
+    judge_style: str = "first_diff"  # the check judges write before the verdict (mix.JUDGE_STYLES)
+    judge_max_new_tokens: int = 48
     solve_share: float = 0.67
     # training (one pass over max_steps * batch_size fresh rows)
     max_steps: int = 2000
@@ -151,7 +153,7 @@ def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
     weights = MixWeights(solve=cfg.solve_share, **{k: v * rest for k, v in vars(MixWeights()).items()
                                                      if k != "solve"})
     rows = build_mix(cfg.max_steps * cfg.batch_size, spec, held_out, cfg.seed, weights,
-                     judge_reasoning=cfg.judge_reasoning)
+                     judge_style=cfg.judge_style)
     tokenizer = build_tokenizer((render(r) for r in rows), vocab_size=cfg.vocab_size)
     model = make_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
@@ -186,7 +188,8 @@ def measure(model, tokenizer, splits, cfg: TinyBuildConfig) -> dict:
     n = cfg.report_problems
     return {"eval": metrics,
             "self_instruct": measure_self_instruct(model, tokenizer, splits["seed"], rng, min(200, n)),
-            "judge": measure_judge(model, tokenizer, judge_rows(splits["test"][:n], rng))}
+            "judge": measure_judge(model, tokenizer, judge_rows(splits["test"][:n], rng),
+                                   cfg.judge_max_new_tokens)}
 
 
 def measure_self_instruct(model, tokenizer, seeds, rng: random.Random, n_prompts: int = 200) -> dict:
@@ -211,7 +214,7 @@ def measure_self_instruct(model, tokenizer, seeds, rng: random.Random, n_prompts
             "examples": [it[0] if it else "" for it in items[:5]]}
 
 
-def measure_judge(model, tokenizer, pairs: list[dict]) -> dict:
+def measure_judge(model, tokenizer, pairs: list[dict], max_new_tokens: int = 48) -> dict:
     """Greedy judge accuracy on balanced pairs, in SERL's and SR-R1's formats."""
     from selfrl.judging.parse import parse_serl, parse_srr1
     from selfrl.prompts import serl_judge_messages, srr1_judge_messages
@@ -219,7 +222,7 @@ def measure_judge(model, tokenizer, pairs: list[dict]) -> dict:
     from selfrl.rollout.hf import HFEngine
 
     engine = HFEngine(model, tokenizer, batch_size=100)
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=48)
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
 
     def run(build_messages) -> list[str]:
         prompts = [tokenizer.apply_chat_template(build_messages(p), add_generation_prompt=True,
@@ -228,8 +231,19 @@ def measure_judge(model, tokenizer, pairs: list[dict]) -> dict:
 
     serl = run(lambda p: serl_judge_messages(p["question"], p["response_1"], p["response_2"]))
     srr1 = run(lambda p: srr1_judge_messages(p["question"], p["response_1"], p["response_2"]))
+    def located(text: str, p: dict) -> bool:
+        # Did the check name the first step where the two solutions differ?
+        lines = zip(p["response_1"].splitlines(), p["response_2"].splitlines())
+        first = next(i for i, (a, b) in enumerate(lines) if a != b) + 1
+        named = re.search(r"Step (\d+):", text)
+        return named is not None and int(named.group(1)) == first
+
     serl_ok = [parse_serl(t) == p["winner"] for t, p in zip(serl, pairs)]
     srr1_ok = [parse_srr1(t) == "AB"[p["winner"] - 1] for t, p in zip(srr1, pairs)]
     return {"serl_accuracy": sum(serl_ok) / len(pairs), "srr1_accuracy": sum(srr1_ok) / len(pairs),
             "serl_parse_failures": sum(parse_serl(t) is None for t in serl),
-            "srr1_parse_failures": sum(parse_srr1(t) is None for t in srr1), "n": len(pairs)}
+            "srr1_parse_failures": sum(parse_srr1(t) is None for t in srr1), "n": len(pairs),
+            "serl_located": sum(located(t, p) for t, p in zip(serl, pairs)) / len(pairs),
+            "serl_accuracy_when_located": sum(ok for ok, t, p in zip(serl_ok, serl, pairs) if located(t, p))
+            / max(1, sum(located(t, p) for t, p in zip(serl, pairs))),
+            "examples": [{"winner": p["winner"], "output": t} for t, p in zip(serl[:12], pairs)]}

@@ -52,14 +52,19 @@ def self_instruct_row(pool: list[ArithProblem], target: ArithProblem, rng: rando
     return {"prompt": self_instruct_messages(examples), "completion": _assistant(target.question)}
 
 
-def judge_rows(p: ArithProblem, rng: random.Random, reasoning: bool = True) -> tuple[dict, dict]:
+JUDGE_STYLES = ("none", "first_diff", "walk", "solve_step", "walk_solve_step")
+
+
+def judge_rows(p: ArithProblem, rng: random.Random, style: str = "first_diff") -> tuple[dict, dict]:
     """One SERL-format and one SR-R1-format judging example on the same pair.
 
-    With ``reasoning``, the verdict follows a short check: the question's sentence for the
-    first step where the two solutions differ, then each side's version of that step.  The
-    comparison comes *before* the verdict, so a small model decides on one step it can
-    check rather than on two whole solutions (SERL's prompt asks for the box alone; its
-    parser still reads a single box after the check).
+    ``style`` is the check written before the verdict: ``none`` (verdict alone, as SERL's
+    prompt asks); ``first_diff`` (the question's sentence for the first step where the two
+    solutions differ, then each side's version of that step); ``walk`` (the same, preceded
+    by one ``k. same: …`` line per agreeing step, so the model finds the differing step by
+    walking the two solutions in order instead of jumping to it).  The comparison comes
+    *before* the verdict, so a small model decides on one step it can check rather than
+    on two whole solutions (the parsers read the single box or winner line after it).
 
     >>> from selfrl.data.arith import ArithGenerator
     >>> serl, _ = judge_rows(ArithGenerator(ArithSpec(), seed=3).sample(), random.Random(0))
@@ -72,11 +77,19 @@ def judge_rows(p: ArithProblem, rng: random.Random, reasoning: bool = True) -> t
     sentence = p.steps[bad].split(": ", 1)[0].rstrip(".")
     right, wrong_eq = _equation(p.steps[bad]), _equation(wrong_steps[bad])
 
+    if style not in JUDGE_STYLES:
+        raise ValueError(f"judge style {style!r}: expected one of {JUDGE_STYLES}")
+    walked = "".join(f"{i + 1}. same: {_equation(s)}.\n" for i, s in enumerate(p.steps[:bad]))
+
+    # solve_step: the judge writes step k as it would solve it, so the verdict is a match.
+    own = p.steps[bad] if style.endswith("solve_step") else f"{sentence}."
+
     def check(first: bool, labels: tuple[str, str]) -> str:
-        if not reasoning:
+        if style == "none":
             return ""
         a, b = (right, wrong_eq) if first else (wrong_eq, right)
-        return f"Step {bad + 1}: {sentence}.\n{labels[0]}: {a}.\n{labels[1]}: {b}.\n"
+        head = walked if style.startswith("walk") else ""
+        return f"{head}Step {bad + 1}: {own}\n{labels[0]}: {a}.\n{labels[1]}: {b}.\n"
 
     first = rng.random() < 0.5
     a, b = (p.solution, wrong_text) if first else (wrong_text, p.solution)
@@ -108,7 +121,7 @@ def srl_row(p: ArithProblem, rng: random.Random) -> dict:
 
 
 def build_mix(n_rows: int, spec: ArithSpec, exclude: set[str], seed: int,
-              weights: MixWeights = MixWeights(), judge_reasoning: bool = True) -> list[dict]:
+              weights: MixWeights = MixWeights(), judge_style: str = "first_diff") -> list[dict]:
     """Draw ``n_rows`` training rows; no question in ``exclude`` (the held-out sets) appears."""
     rng = random.Random(seed)
     gen = ArithGenerator(spec, seed)
@@ -137,6 +150,6 @@ def build_mix(n_rows: int, spec: ArithSpec, exclude: set[str], seed: int,
         elif kind == "srl_step":
             rows.append(srl_row(p, rng))
         else:
-            serl, srr1 = judge_rows(p, rng, judge_reasoning)
+            serl, srr1 = judge_rows(p, rng, judge_style)
             rows.append(serl if kind == "judge_serl" else srr1)
     return rows[:n_rows]

@@ -30,6 +30,8 @@ class RolloutBatch:
     ref_logprobs: torch.Tensor | None = None    # (B, C)
     loss_weight: torch.Tensor | None = None     # (B,) recipes may weight sequences (SERL)
     fixed_advantages: torch.Tensor | None = None  # (B,) set by a recipe: no estimator runs
+    values: torch.Tensor | None = None          # (B, C) critic values at rollout time (gae)
+    returns: torch.Tensor | None = None         # (B, C) the critic's targets (gae)
     metrics: dict = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -25,11 +25,12 @@ from selfrl.algorithms import (
     PolicyLossParams,
     aggregate_loss,
 )
+from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
 from selfrl.config import config_to_dict, dump_config
 from selfrl.config.schema import RunConfig
 from selfrl.data.io import read_rows
 from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
-from selfrl.models import load_causal_lm, load_tokenizer, pick_dtype
+from selfrl.models import load_causal_lm, load_tokenizer, pick_dtype, resolve_device
 from selfrl.rewards import RewardBatch, compute_reward
 from selfrl.rollout.base import SamplingParams
 from selfrl.trainer import checkpoint as ckpt
@@ -56,9 +57,10 @@ class Trainer:
         self._stop_signal: int | None = None
         torch.manual_seed(cfg.train.seed)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
-        self.device = _device(cfg.model.device)
+        self.device = resolve_device(cfg.model.device)
         self.autocast_dtype = pick_dtype(self.device, cfg.model.dtype)
         self._setup_model()
+        self._setup_critic()
         self._setup_data()
         self.engine = self._make_engine()
         self.recipe = get_recipe(cfg.recipe)(self)
@@ -87,6 +89,24 @@ class Trainer:
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.pad_id = self.tokenizer.pad_token_id
+
+    def _setup_critic(self) -> None:
+        """PPO's value model and the adaptive KL controller, when the config asks for them."""
+        a = self.cfg.algorithm
+        self.critic = self.critic_optimizer = None
+        if a.advantage == "gae":
+            from selfrl.trainer.critic import ValueModel
+
+            init = self.cfg.model.path if self.cfg.critic.init == "policy" else self.cfg.critic.init
+            self.critic = ValueModel.from_pretrained(init).to(self.device)
+            self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=self.cfg.critic.lr,
+                                                      betas=self.cfg.train.betas)
+        self.kl_ctl = AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target else None
+
+    @property
+    def kl_coef(self) -> float:
+        """The KL weight now: fixed, or the adaptive controller's current value."""
+        return self.kl_ctl.value if self.kl_ctl is not None else self.cfg.algorithm.kl_coef
 
     def _setup_data(self) -> None:
         data = self.cfg.data
@@ -179,8 +199,12 @@ class Trainer:
         """Sample ``rollout.n`` completions for each row's prompt."""
         r = self.cfg.rollout
         prompts = [prompt_ids(self.tokenizer, row, self.cfg.data.question_field) for row in rows]
+        budget = r.max_new_tokens
+        if r.max_new_tokens_min is not None:  # the StackExchange PPO's length sampler (seeded)
+            budget = int(torch.randint(r.max_new_tokens_min, r.max_new_tokens + 1, (1,),
+                                       generator=self.generator))
         params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                                presence_penalty=r.presence_penalty, max_new_tokens=r.max_new_tokens)
+                                presence_penalty=r.presence_penalty, max_new_tokens=budget)
         with self._autocast():
             groups = self.engine.generate(prompts, params, self.generator)
         flat = [(row, c) for row, group in zip(rows, groups) for c in group]
@@ -275,15 +299,20 @@ class Trainer:
         kl = None
         if a.kl_coef > 0 and a.kl_in_reward:
             kl = KL_ESTIMATORS.get(a.kl_estimator)(batch.old_logprobs, batch.ref_logprobs) * mask
+            batch.metrics["kl/rollout"] = float(kl.sum() / mask.sum().clamp(min=1))
+        if self.critic is not None:
+            batch.values = self._values_no_grad(batch, C) * mask
         if batch.fixed_advantages is not None:
             batch.advantages = batch.fixed_advantages[:, None] * mask  # (B, C)
             return
         groups = torch.arange(batch.num_groups).repeat_interleave(batch.group_size)
         params = AdvantageParams(norm_by_std=a.norm_by_std, gamma=a.gamma, lam=a.lam,
-                                 kl_coef=a.kl_coef if a.kl_in_reward else 0.0)
+                                 kl_coef=self.kl_coef if a.kl_in_reward else 0.0)
         out = ADVANTAGE_ESTIMATORS.get(a.advantage)(
-            AdvantageInput(scores=batch.scores, response_mask=mask, group_index=groups, kl=kl), params)
+            AdvantageInput(scores=batch.scores, response_mask=mask, group_index=groups, kl=kl,
+                           values=batch.values), params)
         batch.advantages = out.advantages
+        batch.returns = out.returns
         batch.metrics["advantage/abs_mean"] = float((out.advantages.abs() * mask).sum() / mask.sum())
 
     @torch.no_grad()
@@ -300,6 +329,20 @@ class Trainer:
             out[idx, :lp.shape[1]] = lp.float().cpu()
         return out
 
+    @torch.no_grad()
+    def _values_no_grad(self, batch: RolloutBatch, C: int) -> torch.Tensor:
+        from selfrl.trainer.critic import completion_values
+
+        out = torch.zeros(len(batch), C)
+        self.critic.eval()
+        for idx in _chunks(list(range(len(batch))), self.cfg.train.micro_batch_size):
+            seq = pad_sequences([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
+                                self.pad_id, self.device)
+            with self._autocast():
+                v = completion_values(self.critic, seq)
+            out[idx, :v.shape[1]] = v.float().cpu()
+        return out
+
     def update(self, batch: RolloutBatch) -> dict:
         """PPO epochs over mini-batches; micro-batches accumulate gradients."""
         a, t = self.cfg.algorithm, self.cfg.train
@@ -309,7 +352,10 @@ class Trainer:
         sums: dict[str, float] = {}
         skipped = 0
         n_updates = 0
+        epochs_run = 0
         for _ in range(a.ppo_epochs):
+            epochs_run += 1
+            epoch_kl: list[float] = []
             shuffle = a.ppo_epochs > 1 or a.mini_batches > 1
             order = torch.randperm(B, generator=self.generator).tolist() if shuffle else list(range(B))
             for mb in _chunks(order, B // a.mini_batches):
@@ -323,6 +369,10 @@ class Trainer:
                     loss.backward()
                     for k, v in m.items():
                         sums[k] = sums.get(k, 0.0) + v * len(micro) / B / a.ppo_epochs
+                    epoch_kl.append(m.get("policy/approx_kl", 0.0))
+                if self.critic is not None:
+                    for k, v in self._critic_update(batch, mb, n_tok).items():
+                        sums[k] = sums.get(k, 0.0) + v * len(mb) / B / a.ppo_epochs
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     [p for p in self.model.parameters() if p.requires_grad], t.max_grad_norm)
                 if not finite or not torch.isfinite(grad_norm):
@@ -333,10 +383,44 @@ class Trainer:
                 self.scheduler.step()
                 n_updates += 1
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+            if a.early_stop_kl is not None and epoch_kl and sum(epoch_kl) / len(epoch_kl) > a.early_stop_kl:
+                break  # the policy moved far enough from the rollout policy for this batch
         if n_updates:
             sums["grad_norm"] /= n_updates
+        sums["ppo/epochs_run"] = epochs_run
+        if self.kl_ctl is not None:
+            measured = batch.metrics.get("kl/rollout", sums.get("kl", 0.0))
+            sums["kl/coef"] = self.kl_ctl.update(measured, len(batch))
         sums["update/skipped_nonfinite"] = skipped
         self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
+        return sums
+
+    def _critic_update(self, batch: RolloutBatch, mb: list[int], n_tok: float) -> dict:
+        """One critic optimizer step over a mini-batch: the clipped value loss, token-mean."""
+        from selfrl.trainer.critic import completion_values
+
+        a, t = self.cfg.algorithm, self.cfg.train
+        self.critic.train()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for micro in _chunks(mb, t.micro_batch_size):
+            seq = pad_sequences([batch.prompt_ids[i] for i in micro],
+                                [batch.completion_ids[i] for i in micro], self.pad_id, self.device)
+            with self._autocast():
+                values = completion_values(self.critic, seq)
+            C, mask = values.shape[1], seq.response_mask
+            loss_mat, m = clipped_value_loss(values, batch.values[micro, :C].to(self.device),
+                                             batch.returns[micro, :C].to(self.device), mask, a.value_clip)
+            loss = aggregate_loss(loss_mat, mask, "token-mean", num_tokens=n_tok)
+            if not torch.isfinite(loss):
+                self.critic_optimizer.zero_grad(set_to_none=True)
+                return {"critic/skipped_nonfinite": 1.0}
+            loss.backward()
+            sums["critic/loss"] = sums.get("critic/loss", 0.0) + float(loss.detach())
+            for k, v in m.items():
+                sums[f"critic/{k}"] = sums.get(f"critic/{k}", 0.0) + v * len(micro) / len(mb)
+        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), t.max_grad_norm)
+        self.critic_optimizer.step()
         return sums
 
     def _micro_loss(self, batch: RolloutBatch, idx: list[int], n_tok: float,
@@ -365,7 +449,7 @@ class Trainer:
             kl = aggregate_loss(kl_mat, mask, "token-mean", num_tokens=n_tok)
             metrics["kl"] = float(kl.detach()) * n_seq / len(idx)
             if not a.kl_in_reward:
-                loss = loss + a.kl_coef * kl
+                loss = loss + self.kl_coef * kl
         ntok = mask.sum().clamp(min=1)
         metrics["entropy"] = float((entropy * mask).sum() / ntok)
         for k, v in pm.items():
@@ -389,7 +473,10 @@ class Trainer:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": ckpt.rng_state(self.generator),
                 "data": self.prompts.state_dict(), "recipe": self.recipe.state_dict(),
-                "nonfinite_streak": self.nonfinite_streak, "config": config_to_dict(self.cfg)}
+                "nonfinite_streak": self.nonfinite_streak, "config": config_to_dict(self.cfg),
+                "critic": None if self.critic is None else self.critic.state_dict(),
+                "critic_optimizer": None if self.critic is None else self.critic_optimizer.state_dict(),
+                "kl_ctl": None if self.kl_ctl is None else self.kl_ctl.state_dict()}
 
     def save(self) -> Path:
         return ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.tokenizer,
@@ -405,6 +492,11 @@ class Trainer:
         self.prompts.load_state_dict(state["data"])
         self.recipe.load_state_dict(state["recipe"])
         self.nonfinite_streak = state["nonfinite_streak"]
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if self.kl_ctl is not None:
+            self.kl_ctl.load_state_dict(state["kl_ctl"])
 
     def _check_finite(self, metrics: dict) -> None:
         if self.nonfinite_streak >= self.cfg.train.max_nonfinite_steps:
@@ -436,12 +528,6 @@ def _restore_signal_handlers(old: dict) -> None:
 
 def _chunks(xs: list[int], size: int) -> list[list[int]]:
     return [xs[i:i + size] for i in range(0, len(xs), size)]
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _load_weights(model, folder: Path, lora: bool) -> None:

@@ -1,0 +1,45 @@
+"""The embedded model's training mix: judge rows in every check style."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from selfrl.data.arith import ArithGenerator, ArithSpec
+from selfrl.judging.parse import parse_serl, parse_srr1
+from selfrl.tiny.mix import JUDGE_STYLES, judge_rows
+
+
+def _problems(n: int = 40):
+    gen = ArithGenerator(ArithSpec(min_ops=2, max_ops=3), seed=4)
+    return [gen.sample() for _ in range(n)]
+
+
+@pytest.mark.parametrize("style", JUDGE_STYLES)
+def test_judge_rows_verdict_parses_to_the_right_side(style):
+    for i, p in enumerate(_problems()):
+        serl, srr1 = judge_rows(p, random.Random(i), style)
+        serl_text = serl["completion"][0]["content"]
+        srr1_text = srr1["completion"][0]["content"]
+        prompt = serl["prompt"][-1]["content"]
+        right_first = prompt.index(p.solution) < prompt.index("# Output (2)")
+        assert parse_serl(serl_text) == (1 if right_first else 2)
+        srr1_prompt = srr1["prompt"][-1]["content"]
+        right_a = srr1_prompt.index(p.solution) < srr1_prompt.index("Response B:")
+        assert parse_srr1(srr1_text) == ("A" if right_a else "B")
+        if style == "none":
+            assert serl_text.count("\n") == 0
+
+
+def test_check_names_the_first_differing_step_and_the_styles_differ_as_documented():
+    p = next(q for q in _problems() if len(q.steps) >= 3)
+    texts = {s: judge_rows(p, random.Random(5), s)[0]["completion"][0]["content"] for s in JUDGE_STYLES}
+    step = int(texts["first_diff"].split(":", 1)[0].removeprefix("Step "))
+    assert texts["walk"].count("same:") == step - 1
+    assert texts["walk"].endswith(texts["first_diff"])
+    # solve_step writes the whole correct step (sentence and equation) as its own line.
+    assert texts["solve_step"].splitlines()[0] == f"Step {step}: {p.steps[step - 1]}"
+    assert texts["walk_solve_step"].endswith(texts["solve_step"])
+    with pytest.raises(ValueError, match="judge style"):
+        judge_rows(p, random.Random(0), "vibes")
