@@ -230,6 +230,19 @@ def cmd_merge(args: argparse.Namespace) -> None:
     print(f"merged model saved to {merge_adapter(args.adapter, args.output)}")
 
 
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    from selfrl.config import ConfigError
+    from selfrl.pipeline import run_pipeline
+
+    if not Path(args.pipeline).is_file():
+        raise CLIError(f"pipeline file {args.pipeline} does not exist")
+    try:
+        ran = run_pipeline(args.pipeline)
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
+    print(f"pipeline done; stages run now: {', '.join(ran) or 'none (all were done already)'}")
+
+
 def print_before_after(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -357,6 +370,11 @@ def _add_run_commands(sub) -> None:
     rm_score.add_argument("--batch-size", type=int, default=32)
     rm_score.add_argument("--device", default="cpu")
     rm_score.set_defaults(func=cmd_rm_score)
+
+    pipe = sub.add_parser("pipeline", help="run a pipeline of stages (sft, rm, train, merge), "
+                                           "skipping those already done")
+    pipe.add_argument("pipeline", help="pipeline YAML (e.g. recipes/rlhf_tiny/pipeline.yaml)")
+    pipe.set_defaults(func=cmd_pipeline)
 
     merge = sub.add_parser("merge", help="merge a LoRA adapter into its base model and save both")
     merge.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json)")
