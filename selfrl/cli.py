@@ -236,9 +236,11 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 
     if not Path(args.pipeline).is_file():
         raise CLIError(f"pipeline file {args.pipeline} does not exist")
+    from selfrl.pipeline import PipelineStopped
+
     try:
         ran = run_pipeline(args.pipeline)
-    except ConfigError as e:
+    except (ConfigError, PipelineStopped) as e:
         raise CLIError(str(e)) from None
     print(f"pipeline done; stages run now: {', '.join(ran) or 'none (all were done already)'}")
 

@@ -27,6 +27,10 @@ from pydantic import Field, model_validator
 from selfrl.config.loader import StrictModel, load_config
 
 
+class PipelineStopped(RuntimeError):
+    """A stage was interrupted (Ctrl-C, SIGTERM) after saving a checkpoint."""
+
+
 class Stage(StrictModel):
     name: str = Field(description="shown in the log")
     kind: Literal["sft", "rm", "train", "merge"] = Field(description="which selfrl command runs")
@@ -93,7 +97,10 @@ def _run_train(stage: Stage, config: str) -> None:
 
     cfg = load_config(RunConfig, config, stage.overrides)
     resume = "auto" if ckpt.list_checkpoints(cfg.logging.run_dir) else None
-    Trainer(cfg, resume=resume).fit()
+    summary = Trainer(cfg, resume=resume).fit()
+    if "stopped_by_signal" in summary:  # not finished: leave no output, so a re-run resumes
+        raise PipelineStopped(f"stage {stage.name!r} stopped by {summary['stopped_by_signal']}; "
+                              f"its checkpoint is in {cfg.logging.run_dir}: run the pipeline again to resume")
     final = ckpt.list_checkpoints(cfg.logging.run_dir)[-1] / "model"
     if (final / "adapter_config.json").is_file():
         merge_adapter(final, stage.output)

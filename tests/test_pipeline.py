@@ -61,3 +61,16 @@ def test_pipeline_config_errors(tmp_path, capsys):
     _write(tmp_path / "q.yaml", {"stages": [{"name": "s", "kind": "sfft", "config": "a", "output": "x"}]})
     assert main(["pipeline", str(tmp_path / "q.yaml")]) == 2
     assert "kind" in capsys.readouterr().err
+
+
+def test_an_interrupted_train_stage_leaves_no_output_so_a_rerun_resumes(make_config, tmp_path, monkeypatch):
+    from selfrl.pipeline import PipelineStopped
+    from selfrl.trainer.trainer import Trainer
+
+    _write(tmp_path / "train.yaml", make_config("t", extra={"train": {"steps": 1}}))
+    _write(tmp_path / "p.yaml", {"stages": [
+        {"name": "rl", "kind": "train", "config": "train.yaml", "output": str(tmp_path / "final")}]})
+    monkeypatch.setattr(Trainer, "fit", lambda self: {"stopped_by_signal": "SIGTERM"})
+    with pytest.raises(PipelineStopped, match="run the pipeline again"):
+        run_pipeline(tmp_path / "p.yaml", log=lambda _: None)
+    assert not (tmp_path / "final").exists()
