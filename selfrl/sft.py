@@ -11,6 +11,7 @@ loss falls on the answer tokens only:
 
 Example::
 
+    >>> from selfrl.config import load_config
     >>> cfg = load_config(SftConfig, None, ["data.train=rows.jsonl", "train.max_steps=2"])
     >>> cfg.data.prompt, cfg.data.completion_field, cfg.train.completion_only_loss
     ('template', 'response_j', True)
@@ -25,7 +26,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from selfrl.config.loader import StrictModel, load_config
+from selfrl.config.loader import StrictModel
 from selfrl.data.io import DataError, read_rows
 from selfrl.trl_support import HFRunConfig, HFTrainConfig, hf_trainer_args, peft_config
 
@@ -139,8 +140,3 @@ def _resume_path(checkpoints: Path, resume: str | None) -> str | None:
     if not found:
         raise FileNotFoundError(f"--resume auto: no checkpoint-* folder under {checkpoints}")
     return str(found[-1])
-
-
-def load_sft_config(path: str | None, overrides: list[str] = ()) -> SftConfig:
-    """YAML + dotted overrides → :class:`SftConfig` (errors name the key and the nearest ones)."""
-    return load_config(SftConfig, path, overrides)

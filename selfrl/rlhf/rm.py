@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from selfrl.config.loader import StrictModel, load_config
+from selfrl.config.loader import StrictModel
 from selfrl.data.io import read_rows
 from selfrl.trl_support import HFRunConfig, HFTrainConfig, hf_trainer_args, peft_config
 
@@ -170,8 +170,3 @@ def run_rm(cfg: RmConfig) -> dict:
         report["eval"] = pair_accuracy(scorer.eval(), tokenizer, held_out, cfg.data)
     (out / "rm_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def load_rm_config(path: str | None, overrides: list[str] = ()) -> RmConfig:
-    """YAML + dotted overrides → :class:`RmConfig`."""
-    return load_config(RmConfig, path, overrides)
