@@ -316,32 +316,32 @@ class Trainer:
         batch.metrics["advantage/abs_mean"] = float((out.advantages.abs() * mask).sum() / mask.sum())
 
     @torch.no_grad()
-    def _logprobs_no_grad(self, batch: RolloutBatch, C: int, reference: bool) -> torch.Tensor:
+    def _per_token_no_grad(self, batch: RolloutBatch, C: int, compute) -> torch.Tensor:
+        """``compute(seq) -> (b, c)`` over micro-batches, gathered into a CPU ``(B, C)`` tensor."""
         out = torch.zeros(len(batch), C)
-        model = self.ref_model if (reference and self.ref_model is not None) else self.model
-        adapter_off = reference and self.ref_model is None and hasattr(self.model, "disable_adapter")
-        for idx in _chunks(list(range(len(batch))), self.cfg.train.micro_batch_size):
-            seq = pad_sequences([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
-                                self.pad_id, self.device)
-            ctx = self.model.disable_adapter() if adapter_off else contextlib.nullcontext()
-            with ctx, self._autocast():
-                lp, _ = completion_logprobs(model, seq, self.cfg.rollout.temperature or 1.0)
-            out[idx, :lp.shape[1]] = lp.float().cpu()
-        return out
-
-    @torch.no_grad()
-    def _values_no_grad(self, batch: RolloutBatch, C: int) -> torch.Tensor:
-        from selfrl.trainer.critic import completion_values
-
-        out = torch.zeros(len(batch), C)
-        self.critic.eval()
         for idx in _chunks(list(range(len(batch))), self.cfg.train.micro_batch_size):
             seq = pad_sequences([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
                                 self.pad_id, self.device)
             with self._autocast():
-                v = completion_values(self.critic, seq)
-            out[idx, :v.shape[1]] = v.float().cpu()
+                x = compute(seq)
+            out[idx, :x.shape[1]] = x.float().cpu()
         return out
+
+    def _logprobs_no_grad(self, batch: RolloutBatch, C: int, reference: bool) -> torch.Tensor:
+        model = self.ref_model if (reference and self.ref_model is not None) else self.model
+        adapter_off = reference and self.ref_model is None and hasattr(self.model, "disable_adapter")
+
+        def compute(seq):
+            with self.model.disable_adapter() if adapter_off else contextlib.nullcontext():
+                return completion_logprobs(model, seq, self.cfg.rollout.temperature or 1.0)[0]
+
+        return self._per_token_no_grad(batch, C, compute)
+
+    def _values_no_grad(self, batch: RolloutBatch, C: int) -> torch.Tensor:
+        from selfrl.trainer.critic import completion_values
+
+        self.critic.eval()
+        return self._per_token_no_grad(batch, C, lambda seq: completion_values(self.critic, seq))
 
     def update(self, batch: RolloutBatch) -> dict:
         """PPO epochs over mini-batches; micro-batches accumulate gradients."""
@@ -385,6 +385,8 @@ class Trainer:
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
             if a.early_stop_kl is not None and epoch_kl and sum(epoch_kl) / len(epoch_kl) > a.early_stop_kl:
                 break  # the policy moved far enough from the rollout policy for this batch
+        if epochs_run < a.ppo_epochs:  # stopped early on KL: per-epoch means over the epochs run
+            sums = {k: v if k == "grad_norm" else v * a.ppo_epochs / epochs_run for k, v in sums.items()}
         if n_updates:
             sums["grad_norm"] /= n_updates
         sums["ppo/epochs_run"] = epochs_run
