@@ -84,3 +84,13 @@ def test_gae_with_a_recipe_that_builds_its_own_advantages_is_a_config_error(make
     cfg = make_config("bad2", extra={"rollout": {"max_new_tokens_min": 99}})
     with pytest.raises(ValueError, match="max_new_tokens_min"):
         RunConfig.model_validate(cfg)
+
+
+def test_early_stop_on_kl_skips_the_remaining_epochs(make_config):
+    cfg = _ppo(make_config, "ppo_stop")
+    cfg["algorithm"].update(ppo_epochs=4, early_stop_kl=1e-9)
+    cfg["train"]["steps"] = 1
+    trainer = Trainer(RunConfig.model_validate(cfg))
+    metrics = trainer.train_step()
+    # epoch 1 runs at ratio 1 (KL 0); after its update the KL exceeds the threshold
+    assert metrics["ppo/epochs_run"] == 2
