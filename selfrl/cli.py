@@ -116,6 +116,64 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {out / 'metrics.json'} and {out / 'samples.jsonl'}")
 
 
+def cmd_eval_judge(args: argparse.Namespace) -> None:
+    from selfrl.data.io import read_jsonl, read_rows, write_jsonl
+    from selfrl.judging.evaluate import judge_pairs, pairs_from_samples
+    from selfrl.models import load_causal_lm, load_tokenizer, resolve_model_path
+
+    resolve_model_path(args.model)
+    if args.from_samples:
+        pairs = pairs_from_samples(read_jsonl(args.data, ["samples", "correct"]), seed=args.seed)
+        if not pairs:
+            raise CLIError(f"{args.data}: no problem has both a right and a wrong sample to pair")
+    else:
+        pairs = read_rows(args.data, required=["question", "response_1", "response_2", "winner"])
+    if args.limit:
+        pairs = pairs[:args.limit]
+    tokenizer = load_tokenizer(args.model)
+    model = load_causal_lm(args.model, device=args.device)
+    try:
+        metrics, rows = judge_pairs(model, tokenizer, pairs, fmt=args.format,
+                                    max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                    batch_size=args.batch_size, seed=args.seed, progress=True)
+    except ValueError as e:
+        raise CLIError(f"{args.data}: {e}") from None
+    print_metrics(metrics, title=f"{args.model} judging {args.data} ({args.format}, both orders)")
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_jsonl(out / "verdicts.jsonl", rows)
+        print(f"wrote {out / 'metrics.json'} and {out / 'verdicts.jsonl'}")
+
+
+def _eval_samples(path: str) -> list[dict]:
+    from selfrl.data.io import read_jsonl
+
+    p = Path(path)
+    return read_jsonl(p / "samples.jsonl" if p.is_dir() else p, ["prompt"])
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from selfrl.judging.evaluate import head_to_head
+
+    a, b = _eval_samples(args.a), _eval_samples(args.b)
+    if [r["prompt"] for r in a] != [r["prompt"] for r in b]:
+        raise CLIError(f"{args.a} and {args.b} are not evaluations of the same problems in the same order")
+    field = f"{args.by}_correct"
+    for name, rows in ((args.a, a), (args.b, b)):
+        if field not in rows[0]:
+            have = sorted(k[:-len("_correct")] for k in rows[0] if k.endswith("_correct"))
+            raise CLIError(f"{name}: no '{field}' (evaluated with: {', '.join(have) or 'nothing'})")
+    result = head_to_head([bool(r[field]) for r in a], [bool(r[field]) for r in b])
+    result["a_accuracy"] = sum(bool(r[field]) for r in a) / len(a)
+    result["b_accuracy"] = sum(bool(r[field]) for r in b) / len(b)
+    print(f"A: {args.a}\nB: {args.b}")
+    print_metrics(result, title=f"A against B ({args.by} answers, by the ground truth)")
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+
+
 def print_metrics(metrics: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -332,6 +390,31 @@ def _add_eval_command(sub) -> None:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--output", default=None, help="folder for metrics.json and samples.jsonl")
     ev.set_defaults(func=cmd_eval, prompt_field_ok=False)
+
+    judge = sub.add_parser("eval-judge", help="a model's accuracy and position bias as a pairwise judge")
+    judge.add_argument("--model", required=True, help="local model folder, 'tiny-arith', or a hub name")
+    judge.add_argument("--data", required=True,
+                       help="JSONL of pairs (question, response_1, response_2, winner 1|2), or with "
+                            "--from-samples the samples.jsonl of 'selfrl eval --output'")
+    judge.add_argument("--from-samples", action="store_true",
+                       help="pair one right and one wrong sample of each problem of an evaluation")
+    judge.add_argument("--format", choices=("serl", "srr1"), default="serl",
+                       help="serl: \\boxed{1}|\\boxed{2}; srr1: 'Winner: response A|B'")
+    judge.add_argument("--max-new-tokens", type=int, default=48)
+    judge.add_argument("--temperature", type=float, default=0.0, help="0: greedy verdicts")
+    judge.add_argument("--batch-size", type=int, default=64)
+    judge.add_argument("--limit", type=int, default=0, help="judge only the first N pairs")
+    judge.add_argument("--device", default="cpu")
+    judge.add_argument("--seed", type=int, default=0)
+    judge.add_argument("--output", default=None, help="folder for metrics.json and verdicts.jsonl")
+    judge.set_defaults(func=cmd_eval_judge)
+
+    cmp_ = sub.add_parser("compare", help="two evaluations head to head by the ground truth")
+    cmp_.add_argument("a", help="an 'selfrl eval --output' folder (or its samples.jsonl): model A")
+    cmp_.add_argument("b", help="the same for model B, on the same problems")
+    cmp_.add_argument("--by", default="greedy", help="which answers: greedy (default) or maj@K")
+    cmp_.add_argument("--output", default=None, help="JSON file for the result")
+    cmp_.set_defaults(func=cmd_compare)
 
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from selfrl.rewards import MajorityVoteReward, RewardBatch, compute_reward
 from selfrl.rewards.majority import agreement_matrix, majority_scores
+from selfrl.selfplay import report as report_mod
+from selfrl.selfplay.report import selfplay_report
 from selfrl.selfplay.rouge import RougePool, lcs_length, rouge_l, tokenize
 
 
@@ -112,6 +114,10 @@ def test_serl_records_every_decision_and_resumes_exactly(make_config, arith_dir,
     assert "generated" in kinds and "trained" in kinds
     assert all("decision" in r for r in records if r["kind"] == "generated")
     assert straight.recipe.accepted  # the ROUGE pool grew
+    report = selfplay_report(tmp_path / "straight")
+    assert report["steps"] == 3
+    assert report["generated"] == sum(v for k, v in report.items() if k.startswith("generated/"))
+    assert report["trained"] == 3 * raw_prompts_per_step(make_config)
 
     run("split", 2)
     resumed = run("split", 3, resume="auto")
@@ -119,6 +125,19 @@ def test_serl_records_every_decision_and_resumes_exactly(make_config, arith_dir,
     assert resumed.recipe.generated_pool == straight.recipe.generated_pool
     for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def raw_prompts_per_step(make_config) -> int:
+    return make_config("probe")["train"]["prompts_per_step"]
+
+
+def test_report_doctest_and_missing_run(tmp_path):
+    import doctest
+
+    result = doctest.testmod(report_mod)
+    assert result.attempted > 0 and result.failed == 0
+    with pytest.raises(FileNotFoundError, match="not a SeRL run"):
+        selfplay_report(tmp_path)
 
 
 def test_serl_args_are_validated(make_config, arith_dir):

@@ -104,15 +104,16 @@ def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings = Ev
     for i, row in enumerate(rows):
         samples.append(_score_row(row, prompts[i], tokenizer, golds[i], usable[i],
                                   greedy[i] if greedy else None, sampled[i], settings,
-                                  extract, equal, category_field))
+                                  extract, equal, category_field, question_field))
     return _aggregate(samples, settings), samples
 
 
 def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, settings,
-               extract, equal, category_field) -> dict:
+               extract, equal, category_field, question_field) -> dict:
     answers = [extract(t) for t in texts]
     correct = [usable and equal(a, gold) for a in answers]
-    out = {"prompt": tokenizer.decode(prompt), "gold": gold, "gold_parsed": usable,
+    out = {"prompt": tokenizer.decode(prompt), "question": row.get(question_field), "gold": gold,
+           "gold_parsed": usable,
            "samples": texts, "answers": answers, "correct": correct}
     if category_field:
         out["category"] = row.get(category_field, "unknown")
