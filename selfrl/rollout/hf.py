@@ -54,6 +54,9 @@ class HFEngine:
         groups = [results[g * params.n:(g + 1) * params.n] for g in range(len(prompts))]
         return groups  # type: ignore[return-value]
 
+    def sync_weights(self, model) -> None:
+        """Nothing to copy: this engine samples from the trainer's model itself."""
+
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams,
                         generator: torch.Generator | None) -> list[Completion]:
         device = next(self.model.parameters()).device

@@ -116,6 +116,20 @@ def pad_sequences(prompts: list[list[int]], completions: list[list[int]], pad_id
                      attn[:, P:].float().to(device), P)
 
 
+def pad_logprobs(logprobs: list[list[float]], width: int) -> torch.Tensor:
+    """Per-token logprobs right-padded with 0 (or cut) to ``(B, width)``.
+
+    >>> pad_logprobs([[-0.5], [-1.0, -2.0, -3.0]], 2)
+    tensor([[-0.5000,  0.0000],
+            [-1.0000, -2.0000]])
+    """
+    out = torch.zeros(len(logprobs), width)  # (B, width)
+    for i, lp in enumerate(logprobs):
+        n = min(len(lp), width)
+        out[i, :n] = torch.tensor(lp[:n], dtype=torch.float32)
+    return out
+
+
 def completion_logprobs(model, seq: Sequences, temperature: float = 1.0,
                         with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs ``(B, C)`` of the completion tokens (and their entropy, detached).

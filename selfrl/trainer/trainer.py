@@ -24,17 +24,25 @@ from selfrl.algorithms import (
     AdvantageParams,
     PolicyLossParams,
     aggregate_loss,
+    masked_mean,
+    truncated_is_weight,
 )
 from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
 from selfrl.config import config_to_dict, dump_config
 from selfrl.config.schema import RunConfig
 from selfrl.data.io import read_rows
 from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
-from selfrl.models import load_causal_lm, load_tokenizer, pick_dtype, resolve_device
+from selfrl.models import load_causal_lm, load_tokenizer, pick_dtype, resolve_device, resolve_model_path
 from selfrl.rewards import RewardBatch, compute_reward
 from selfrl.rollout.base import SamplingParams
 from selfrl.trainer import checkpoint as ckpt
-from selfrl.trainer.batch import RolloutBatch, completion_logprobs, merge_prepared, pad_sequences
+from selfrl.trainer.batch import (
+    RolloutBatch,
+    completion_logprobs,
+    merge_prepared,
+    pad_logprobs,
+    pad_sequences,
+)
 from selfrl.trainer.data import PromptSource
 from selfrl.trainer.logger import MetricsLogger
 from selfrl.trainer.progress import StepProgress
@@ -54,6 +62,7 @@ class Trainer:
         self.run_dir = Path(cfg.logging.run_dir)
         self.step = 0
         self.nonfinite_streak = 0
+        self.syncs = 0
         self._stop_signal: int | None = None
         torch.manual_seed(cfg.train.seed)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
@@ -69,6 +78,7 @@ class Trainer:
         self.resumed_from = ckpt.resolve_resume(resume, self.run_dir)
         if self.resumed_from is not None:
             self._load(self.resumed_from)
+            self.engine.sync_weights(self.model)
 
     # --- setup ------------------------------------------------------------------------
 
@@ -126,9 +136,22 @@ class Trainer:
                 self.eval_rows = self.eval_rows[:self.cfg.eval.limit]
 
     def _make_engine(self):
-        from selfrl.rollout.hf import HFEngine
+        """``rollout.engine``: hf samples from the trainer's model; vllm from its own copy, which
+        starts from the model folder and gets the trainer's weights after every update."""
+        r = self.cfg.rollout
+        if r.engine == "hf":
+            from selfrl.rollout.hf import HFEngine
 
-        return HFEngine(self.model, self.tokenizer, batch_size=self.cfg.rollout.batch_size)
+            return HFEngine(self.model, self.tokenizer, batch_size=r.batch_size)
+        from selfrl.rollout.vllm import VLLMEngine
+
+        dtype = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+        engine = VLLMEngine(resolve_model_path(self.cfg.model.path), self.tokenizer,
+                            gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+                            kv_cache_gib=r.vllm_kv_cache_gib, seed=self.cfg.train.seed,
+                            dtype=dtype[self.autocast_dtype])
+        engine.sync_weights(self.model)  # a LoRA model's adapters may start nonzero
+        return engine
 
     def _setup_optimizer(self) -> None:
         t, a = self.cfg.train, self.cfg.algorithm
@@ -183,11 +206,30 @@ class Trainer:
             batch = merge_prepared([batch, extra])
         metrics = self.update(batch)
         t2 = time.perf_counter()
+        metrics.update(self._sync_engine(batch))
+        t3 = time.perf_counter()
         metrics.update(batch.metrics)
-        metrics.update({"time/collect": t1 - t0, "time/update": t2 - t1, "time/step": t2 - t0,
+        metrics.update({"time/collect": t1 - t0, "time/update": t2 - t1, "time/sync": t3 - t2,
+                        "time/step": t3 - t0,
                         "lr": self.scheduler.get_last_lr()[0]})
         self.recipe.on_step_end(self.step, batch, metrics)
         return metrics
+
+    def _sync_engine(self, batch: RolloutBatch) -> dict:
+        """Give the rollout engine the updated weights before the next rollout.  Every
+        ``rollout.verify_sync_every``-th sync, compare its logprobs of the batch's first sequence
+        with the trainer's and stop the run past ``rollout.sync_tolerance``."""
+        r = self.cfg.rollout
+        self.engine.sync_weights(self.model)
+        self.syncs += 1
+        if not r.verify_sync_every or self.syncs % r.verify_sync_every:
+            return {}
+        gap = self.engine.verify_sync(self.model, batch.prompt_ids[0] + batch.completion_ids[0])
+        if not gap <= r.sync_tolerance:  # nan stops too
+            raise TrainingStopped(f"step {self.step}: after the weight sync, vLLM's logprobs differ from the "
+                                  f"trainer's by up to {gap:.3g} per token (rollout.sync_tolerance="
+                                  f"{r.sync_tolerance:g}); the rollout engine no longer samples this policy")
+        return {"rollout/sync_logprob_gap": gap}
 
     def _should(self, what: str) -> bool:
         every = self.cfg.eval.every if what == "eval" else self.cfg.checkpoint.every
@@ -442,6 +484,11 @@ class Trainer:
             PolicyLossParams(clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip))
         if batch.loss_weight is not None:
             loss_mat = loss_mat * batch.loss_weight[idx].to(self.device)[:, None]
+        if a.tis_cap is not None:  # the rollout engine sampled from q, not from the trainer's old policy
+            rollout = pad_logprobs([batch.rollout_logprobs[i] for i in idx], C).to(self.device)  # (b, C)
+            tis = truncated_is_weight(old, rollout, mask, a.tis_cap)  # (b, C)
+            loss_mat = loss_mat * tis
+            pm["tis_weight_mean"] = masked_mean(tis, mask)
         agg = dict(num_tokens=n_tok, num_seqs=n_seq, max_len=self.cfg.rollout.max_new_tokens)
         policy_loss = aggregate_loss(loss_mat, mask, a.loss_agg, **agg)
         loss, metrics = policy_loss, {"loss/policy": float(policy_loss.detach()) * n_seq / len(idx)}

@@ -1,0 +1,185 @@
+"""The vLLM rollout engine for real (runs only where vLLM is installed: CI's ``.venv-vllm``).
+
+Greedy parity with the HF engine on the embedded model, seeded sampling, weight sync with a
+check that can fail (and does when the sync is skipped), a LoRA model's merged weights, and
+RLVR steps through the trainer with ``rollout.engine=vllm``.  One vLLM engine is shared by the
+module (~3 s to start on a CPU with a fixed 0.25 GiB KV cache); the trainer test builds its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+pytest.importorskip("vllm")
+
+from selfrl.config.schema import RunConfig  # noqa: E402
+from selfrl.data.arith import ArithGenerator, ArithSpec  # noqa: E402
+from selfrl.eval.evaluate import prompt_ids  # noqa: E402
+from selfrl.models import embedded_model_path, load_causal_lm, load_tokenizer  # noqa: E402
+from selfrl.rollout.base import SamplingParams  # noqa: E402
+from selfrl.rollout.hf import HFEngine  # noqa: E402
+from selfrl.rollout.vllm import VLLMEngine, WeightSyncError  # noqa: E402
+from selfrl.trainer.trainer import Trainer, TrainingStopped  # noqa: E402
+
+KV_CACHE_GIB = 0.25  # a fixed size: vLLM's CPU worker then skips its memory profiling (~20 s)
+SYNCED_GAP = 1e-3  # fp32 on both sides: measured gaps are ~1e-5
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("tiny-arith")
+
+
+@pytest.fixture(scope="module")
+def engine(tokenizer) -> VLLMEngine:
+    return VLLMEngine(embedded_model_path(), tokenizer, kv_cache_gib=KV_CACHE_GIB)
+
+
+@pytest.fixture(scope="module")
+def hf_model():
+    return load_causal_lm("tiny-arith", device="cpu", dtype="fp32").eval()
+
+
+@pytest.fixture(scope="module")
+def prompts(tokenizer) -> list[list[int]]:
+    gen = ArithGenerator(ArithSpec(), seed=123)
+    return [prompt_ids(tokenizer, {"question": gen.sample().question}, "question") for _ in range(5)]
+
+
+@pytest.fixture
+def restore(engine, hf_model):
+    """Give the shared engine the embedded model's weights back after a test that changed them."""
+    yield
+    engine.sync_weights(hf_model)
+
+
+def test_greedy_matches_the_hf_engine(engine, hf_model, tokenizer, prompts):
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=48)
+    ours = [g[0] for g in engine.generate(prompts, params)]
+    ref = [g[0] for g in HFEngine(hf_model, tokenizer).generate(prompts, params)]
+    for a, b in zip(ours, ref):
+        assert a.token_ids == b.token_ids
+        assert a.finish_reason == b.finish_reason and a.text == b.text and a.prompt_ids == b.prompt_ids
+        assert len(a.logprobs) == len(a.token_ids)
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
+    stopped = [c for c in ours if c.finish_reason == "stop"]
+    assert stopped, "the embedded model should finish some solutions within 48 tokens"
+    for c in stopped:  # EOS is kept (it is trained), exactly once, at the end
+        assert c.token_ids[-1] in engine.eos_ids and not set(c.token_ids[:-1]) & set(engine.eos_ids)
+
+
+def test_sampling_is_seeded_and_shaped(engine, prompts):
+    params = SamplingParams(n=3, temperature=1.0, top_p=0.9, top_k=20, presence_penalty=0.5,
+                            max_new_tokens=12)
+    a = engine.generate(prompts[:2], params, torch.Generator().manual_seed(7))
+    b = engine.generate(prompts[:2], params, torch.Generator().manual_seed(7))
+    assert [len(g) for g in a] == [3, 3]
+    assert [[c.token_ids for c in g] for g in a] == [[c.token_ids for c in g] for g in b]
+    assert len({tuple(c.token_ids) for g in a for c in g}) > 1  # the n samples differ
+    for group, prompt in zip(a, prompts):
+        for c in group:
+            assert c.prompt_ids == prompt and 1 <= len(c.token_ids) <= 12
+            assert len(c.logprobs) == len(c.token_ids) and all(lp <= 0 for lp in c.logprobs)
+            assert c.finish_reason in ("stop", "length")
+
+
+def test_sync_moves_vllm_to_the_trainer_weights_and_the_check_catches_a_missed_sync(
+        engine, hf_model, prompts, restore):
+    gen = torch.Generator().manual_seed(0)
+    sampled = engine.generate(prompts[:1], SamplingParams(max_new_tokens=16), gen)
+    probe = prompts[0] + sampled[0][0].token_ids
+    assert engine.verify_sync(hf_model, probe, tol=SYNCED_GAP) < SYNCED_GAP
+
+    moved = copy.deepcopy(hf_model)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        for p in moved.parameters():
+            p.add_(0.05 * p.std() * torch.randn(p.shape, generator=gen))
+    with pytest.raises(WeightSyncError) as err:  # not synced yet: vLLM still has the old weights
+        engine.verify_sync(moved, probe, tol=SYNCED_GAP)
+    assert err.value.gap > 0.05
+
+    engine.sync_weights(moved)
+    assert engine.verify_sync(moved, probe, tol=SYNCED_GAP) < SYNCED_GAP
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=24)
+    assert [g[0].token_ids for g in engine.generate(prompts, greedy)] == \
+        [g[0].token_ids for g in HFEngine(moved, engine.tokenizer).generate(prompts, greedy)]
+
+
+def test_lora_model_syncs_its_merged_weights(engine, hf_model, prompts, restore):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+    model = get_peft_model(copy.deepcopy(hf_model), lora)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+    model.eval()
+    probe = prompts[1] + [5, 6, 7, 8]
+    with pytest.raises(WeightSyncError):
+        engine.verify_sync(model, probe, tol=SYNCED_GAP)
+    engine.sync_weights(model)
+    assert engine.verify_sync(model, probe, tol=SYNCED_GAP) < SYNCED_GAP
+
+
+def test_a_vllm_without_in_place_reload_is_named(engine, monkeypatch):
+    monkeypatch.setattr(engine.llm, "collective_rpc", lambda method, *a, **k: [False])
+    with pytest.raises(RuntimeError, match=f"vLLM {engine.version}: .*reload_weights"):
+        engine._check_reload_api()
+
+
+def test_rlvr_steps_with_the_vllm_engine(make_config, tmp_path):
+    cfg = make_config("vllm-run", extra={
+        "model": {"path": "tiny-arith"},
+        "rollout": {"engine": "vllm", "vllm_kv_cache_gib": KV_CACHE_GIB, "verify_sync_every": 1,
+                    "max_new_tokens": 16},
+        "algorithm": {"tis_cap": 2.0},
+        "train": {"steps": 3, "lr": 1e-3},
+    })
+    trainer = Trainer(RunConfig.model_validate(cfg))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.fit()
+
+    log = Path(cfg["logging"]["run_dir"], "metrics.jsonl")
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    steps = [r for r in rows if "rollout/sync_logprob_gap" in r]
+    assert len(steps) == 3 and trainer.engine.syncs == 1 + 3  # at start, then after every update
+    assert all(r["rollout/sync_logprob_gap"] < SYNCED_GAP for r in steps)
+    assert all(0.5 < r["policy/tis_weight_mean"] < 1.5 for r in steps)
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in trainer.model.named_parameters())
+
+    # the check stops the run when a sync did not happen
+    trainer.engine.sync_weights = lambda model: None
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.05 * p.std())
+    probe = SimpleNamespace(prompt_ids=[[1, 2, 3, 4]], completion_ids=[[5, 6, 7]])
+    with pytest.raises(TrainingStopped, match="rollout.sync_tolerance"):
+        trainer._sync_engine(probe)
+
+
+def test_bench_step_compares_hf_and_vllm_generation(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_step.py"
+    spec = importlib.util.spec_from_file_location("bench_step", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_step"] = bench  # dataclasses look their module up here
+    try:
+        spec.loader.exec_module(bench)
+        shape = bench.StepShape(prompts=2, generations=2, new_tokens=8, warmup=0, steps=1)
+        train = tmp_path / "prompts.jsonl"
+        bench.write_prompts(train, shape.rows_needed)
+        g = bench.bench_generation(embedded_model_path(), train, shape, isolate=False)
+    finally:
+        sys.modules.pop("bench_step", None)
+    for engine in ("hf", "vllm"):
+        assert g[engine]["tokens_per_s"] > 0 and 0 < g[engine]["generated_tokens_per_round"] <= 2 * 2 * 8
+    assert g["vllm_over_hf_tokens_per_s"] > 0
