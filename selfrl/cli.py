@@ -221,12 +221,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         trainer = Trainer(cfg, resume=args.resume)
     except (FileNotFoundError, RewardError) as e:  # a bad --resume path, reward file or option
         raise CLIError(str(e)) from None
-    if trainer.resumed_from:
+    main = trainer.dist.is_main  # several processes: rank 0 speaks for all
+    if trainer.resumed_from and main:
         print(f"resuming from {trainer.resumed_from} (step {trainer.step})")
     try:
         summary = trainer.fit()
     except TrainingStopped as e:
         raise CLIError(str(e)) from None
+    if not main:
+        return
     print_before_after(summary)
     if "stopped_by_signal" in summary:
         print(f"stopped by {summary['stopped_by_signal']} at step {trainer.step}; "

@@ -58,6 +58,10 @@ class RolloutConfig(StrictModel):
         None, ge=1, description="draw each step's token budget from [this, max_new_tokens] "
                                 "(the StackExchange PPO's length sampler); None: always max_new_tokens")
     batch_size: int = Field(64, ge=1, description="sequences decoded together")
+    seed_per_group: bool = Field(
+        False, description="sample each prompt's group with its own generator seeded from (train.seed, step, "
+                           "attempt, global group index): the completions then do not depend on the number "
+                           "of processes (slower: decodes one group at a time)")
     vllm_gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1, description="vllm: share of GPU memory for weights and KV cache (on a CPU, "
                                      "VLLM_CPU_KVCACHE_SPACE sets the KV cache in GiB instead)")

@@ -55,6 +55,16 @@ class MetricsLogger:
             self._wandb.finish()
 
 
+class NullLogger:
+    """A logger that drops everything (processes other than rank 0 of a multi-process run)."""
+
+    def log(self, step: int, metrics: dict) -> None:
+        """Drop ``metrics``."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The rows of ``RUN_DIR/metrics.jsonl``."""
     path = Path(run_dir) / "metrics.jsonl"

@@ -44,7 +44,8 @@ from selfrl.trainer.batch import (
     pad_sequences,
 )
 from selfrl.trainer.data import PromptSource
-from selfrl.trainer.logger import MetricsLogger
+from selfrl.trainer.distributed import global_advantages, group_seed, init_distributed, shard_size
+from selfrl.trainer.logger import MetricsLogger, NullLogger
 from selfrl.trainer.progress import StepProgress
 from selfrl.trainer.recipe import get_recipe
 from selfrl.trainer.schedule import make_scheduler
@@ -64,9 +65,10 @@ class Trainer:
         self.nonfinite_streak = 0
         self.syncs = 0
         self._stop_signal: int | None = None
-        torch.manual_seed(cfg.train.seed)
-        self.generator = torch.Generator().manual_seed(cfg.train.seed)
-        self.device = resolve_device(cfg.model.device)
+        self.dist, self.device = init_distributed(resolve_device(cfg.model.device))
+        self.local_prompts = shard_size(cfg.train.prompts_per_step, self.dist.world_size)
+        torch.manual_seed(cfg.train.seed)  # the same in every process: LoRA adapters start equal
+        self.generator = torch.Generator().manual_seed(self.dist.rank_seed(cfg.train.seed))
         self.autocast_dtype = pick_dtype(self.device, cfg.model.dtype)
         self._setup_model()
         self._setup_critic()
@@ -75,6 +77,9 @@ class Trainer:
         self.recipe = get_recipe(cfg.recipe)(self)
         self.reward = self.recipe.build_reward()
         self._setup_optimizer()
+        for module in (self.model, self.critic):
+            if module is not None:
+                self.dist.broadcast_parameters(module)
         self.resumed_from = ckpt.resolve_resume(resume, self.run_dir)
         if self.resumed_from is not None:
             self._load(self.resumed_from)
@@ -164,27 +169,30 @@ class Trainer:
 
     def fit(self) -> dict:
         """Run until ``train.steps``; returns the held-out metrics before and after."""
-        cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        cfg, main = self.cfg, self.dist.is_main
+        if main:  # several processes: rank 0 writes files and logs
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
         logger = MetricsLogger(self.run_dir, cfg.logging.tensorboard, cfg.logging.wandb,
-                               cfg.logging.wandb_project, config_to_dict(cfg))
+                               cfg.logging.wandb_project, config_to_dict(cfg)) if main else NullLogger()
         summary: dict = {"run_dir": str(self.run_dir)}
         if self.step == 0 and cfg.eval.at_start and self.eval_rows:
-            summary["before"] = self.evaluate()
+            summary["before"] = self._evaluate_on_main()
             logger.log(0, summary["before"])
         old_handlers = self._install_signal_handlers()
         try:
-            with StepProgress(cfg.train.steps, self.step, enabled=cfg.logging.progress) as bar:
-                while self.step < cfg.train.steps and self._stop_signal is None:
+            with StepProgress(cfg.train.steps, self.step, enabled=cfg.logging.progress and main) as bar:
+                stop = self.dist.any_true(self._stop_signal is not None)
+                while self.step < cfg.train.steps and not stop:
                     metrics = self.train_step()
                     logger.log(self.step, metrics)
                     bar.update(self.step, metrics)
                     self._check_finite(metrics)  # after logging: the failing step stays visible
                     if self._should("eval") and self.eval_rows:
-                        summary["after"] = self.evaluate()
+                        summary["after"] = self._evaluate_on_main()
                         logger.log(self.step, summary["after"])
-                    if self._should("checkpoint") or self._stop_signal is not None:
+                    stop = self.dist.any_true(self._stop_signal is not None)  # a signal stops every rank
+                    if self._should("checkpoint") or stop:
                         self.save()
         finally:
             _restore_signal_handlers(old_handlers)
@@ -237,18 +245,26 @@ class Trainer:
 
     # --- named steps ------------------------------------------------------------------
 
-    def rollout(self, rows: list[dict]) -> RolloutBatch:
-        """Sample ``rollout.n`` completions for each row's prompt."""
+    def rollout(self, rows: list[dict], group_ids: list[int] | None = None, attempt: int = 1) -> RolloutBatch:
+        """Sample ``rollout.n`` completions for each row's prompt.  With ``group_ids`` (the rows'
+        global indices in this step's ``attempt``), each group and the token budget are sampled
+        from generators seeded by :func:`group_seed`, the same for any number of processes."""
         r = self.cfg.rollout
         prompts = [prompt_ids(self.tokenizer, row, self.cfg.data.question_field) for row in rows]
+        seeds = None if group_ids is None else [group_seed(self.cfg.train.seed, self.step, attempt, g)
+                                                 for g in [-1, *group_ids]]
         budget = r.max_new_tokens
         if r.max_new_tokens_min is not None:  # the StackExchange PPO's length sampler (seeded)
-            budget = int(torch.randint(r.max_new_tokens_min, r.max_new_tokens + 1, (1,),
-                                       generator=self.generator))
+            gen = self.generator if seeds is None else torch.Generator().manual_seed(seeds[0])
+            budget = int(torch.randint(r.max_new_tokens_min, r.max_new_tokens + 1, (1,), generator=gen))
         params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                                 presence_penalty=r.presence_penalty, max_new_tokens=budget)
         with self._autocast():
-            groups = self.engine.generate(prompts, params, self.generator)
+            if seeds is None:
+                groups = self.engine.generate(prompts, params, self.generator)
+            else:
+                groups = [self.engine.generate([p], params, torch.Generator().manual_seed(s))[0]
+                          for p, s in zip(prompts, seeds[1:])]
         flat = [(row, c) for row, group in zip(rows, groups) for c in group]
         return RolloutBatch(
             rows=[row for row, _ in flat], prompt_ids=[c.prompt_ids for _, c in flat],
@@ -266,18 +282,20 @@ class Trainer:
 
     def collect(self) -> RolloutBatch:
         """Rollout, score and filter until ``prompts_per_step`` groups are kept (or attempts run out)."""
-        f, need = self.cfg.filter, self.cfg.train.prompts_per_step
+        f, need = self.cfg.filter, self.local_prompts  # this process's share
         kept, dropped, seen = [], [], []
         attempts = 0
         t_roll = t_score = 0.0
         reward_metrics: dict[str, list[float]] = {}
-        while sum(b.num_groups for b in kept) < need and attempts < f.max_attempts:
+        while (self.dist.sum_scalar(sum(b.num_groups for b in kept)) < self.cfg.train.prompts_per_step
+               and attempts < f.max_attempts):
             attempts += 1
-            rows = self.recipe.next_prompts(need - sum(b.num_groups for b in kept))
+            rows, first = self._next_rows(need - sum(b.num_groups for b in kept))
             if not rows:
                 continue
             t = time.perf_counter()
-            batch = self.rollout(rows)
+            ids = list(range(first, first + len(rows))) if self.cfg.rollout.seed_per_group else None
+            batch = self.rollout(rows, ids, attempts)
             t_roll += time.perf_counter() - t
             t = time.perf_counter()
             for k, v in self.score(batch).items():
@@ -299,6 +317,15 @@ class Trainer:
                                             missing, t_roll, t_score)
         return out
 
+    def _next_rows(self, k: int) -> tuple[list[dict], int]:
+        """This process's ``k`` next prompts and the global index of the first.  Every process
+        takes the prompts that all of them need, in rank order, so the cursors stay equal."""
+        if not self.dist.enabled:
+            return self.recipe.next_prompts(k), 0
+        counts = self.dist.gather_objects(k)
+        first = sum(counts[:self.dist.rank])
+        return self.recipe.next_prompts(sum(counts))[first:first + k], first
+
     def _keep_groups(self, batch: RolloutBatch) -> list[bool]:
         keep = self.recipe.keep_groups(batch)
         if self.cfg.filter.dynamic_sampling:
@@ -308,18 +335,23 @@ class Trainer:
 
     def _collect_metrics(self, seen: RolloutBatch, out: RolloutBatch, reward_metrics: dict,
                          attempts: int, missing: int, t_roll: float, t_score: float) -> dict:
-        lengths = torch.tensor([len(c) for c in out.completion_ids], dtype=torch.float32)
-        m = {f"reward/{k}" if not k.startswith("reward/") else k: sum(v) / len(v)
-             for k, v in reward_metrics.items()}
+        """Step metrics over the global batch (every process's rows gathered)."""
+        g = self.dist
+        lengths = g.gather_rows(torch.tensor([len(c) for c in out.completion_ids], dtype=torch.float32))[0]
+        seen_scores, out_scores = g.gather_rows(seen.scores)[0], g.gather_rows(out.scores)[0]
+        m = g.mean_metrics({f"reward/{k}" if not k.startswith("reward/") else k: sum(v) / len(v)
+                            for k, v in reward_metrics.items()})
+        unfilled = g.sum_scalar(max(missing, 0))
         m.update({
-            "reward/mean": float(seen.scores.mean()),
-            "reward/std": float(seen.scores.std()) if len(seen) > 1 else 0.0,  # one sequence: not nan
-            "reward/trained_mean": float(out.scores.mean()),
+            "reward/mean": float(seen_scores.mean()),
+            "reward/std": float(seen_scores.std()) if len(seen_scores) > 1 else 0.0,  # one sequence: not nan
+            "reward/trained_mean": float(out_scores.mean()),
             "response_length/mean": float(lengths.mean()), "response_length/max": float(lengths.max()),
-            "response/truncated_frac": sum(r == "length" for r in out.finish_reasons) / len(out),
-            "filter/attempts": attempts, "filter/kept_frac": (out.num_groups - max(missing, 0))
-            / max(1, seen.num_groups), "filter/unfilled_groups": max(missing, 0),
-            "tokens/generated": float(sum(len(c) for c in seen.completion_ids)),
+            "response/truncated_frac": g.sum_scalar(sum(r == "length" for r in out.finish_reasons))
+            / len(lengths),
+            "filter/attempts": attempts, "filter/kept_frac": (g.sum_scalar(out.num_groups) - unfilled)
+            / max(1, g.sum_scalar(seen.num_groups)), "filter/unfilled_groups": unfilled,
+            "tokens/generated": g.sum_scalar(float(sum(len(c) for c in seen.completion_ids))),
             "time/rollout": t_roll, "time/score": t_score,
         })
         return m
@@ -341,7 +373,8 @@ class Trainer:
         kl = None
         if a.kl_coef > 0 and a.kl_in_reward:
             kl = KL_ESTIMATORS.get(a.kl_estimator)(batch.old_logprobs, batch.ref_logprobs) * mask
-            batch.metrics["kl/rollout"] = float(kl.sum() / mask.sum().clamp(min=1))
+            batch.metrics["kl/rollout"] = float(self.dist.sum_tensor(kl.sum())
+                                                / self.dist.sum_tensor(mask.sum()).clamp(min=1))
         if self.critic is not None:
             batch.values = self._values_no_grad(batch, C) * mask
         if batch.fixed_advantages is not None:
@@ -350,12 +383,13 @@ class Trainer:
         groups = torch.arange(batch.num_groups).repeat_interleave(batch.group_size)
         params = AdvantageParams(norm_by_std=a.norm_by_std, gamma=a.gamma, lam=a.lam,
                                  kl_coef=self.kl_coef if a.kl_in_reward else 0.0)
-        out = ADVANTAGE_ESTIMATORS.get(a.advantage)(
-            AdvantageInput(scores=batch.scores, response_mask=mask, group_index=groups, kl=kl,
-                           values=batch.values), params)
+        out = global_advantages(ADVANTAGE_ESTIMATORS.get(a.advantage),  # batch statistics over all ranks
+                                AdvantageInput(scores=batch.scores, response_mask=mask, group_index=groups,
+                                               kl=kl, values=batch.values), params, self.dist)
         batch.advantages = out.advantages
         batch.returns = out.returns
-        batch.metrics["advantage/abs_mean"] = float((out.advantages.abs() * mask).sum() / mask.sum())
+        batch.metrics["advantage/abs_mean"] = float(self.dist.sum_tensor((out.advantages.abs() * mask).sum())
+                                                    / self.dist.sum_tensor(mask.sum()))
 
     @torch.no_grad()
     def _per_token_no_grad(self, batch: RolloutBatch, C: int, compute) -> torch.Tensor:
@@ -402,9 +436,12 @@ class Trainer:
             order = torch.randperm(B, generator=self.generator).tolist() if shuffle else list(range(B))
             for mb in _chunks(order, B // a.mini_batches):
                 self.optimizer.zero_grad(set_to_none=True)
-                n_tok, finite = float(lengths[mb].sum()), True
+                # Global counts: the per-process losses add up to the loss of the whole mini-batch.
+                n_tok = self.dist.sum_scalar(float(lengths[mb].sum()))
+                n_seq = int(self.dist.sum_scalar(len(mb)))
+                finite = True
                 for micro in _chunks(mb, t.micro_batch_size):
-                    loss, m = self._micro_loss(batch, micro, n_tok, len(mb))
+                    loss, m = self._micro_loss(batch, micro, n_tok, n_seq)
                     if not torch.isfinite(loss):
                         finite = False
                         break
@@ -415,6 +452,9 @@ class Trainer:
                 if self.critic is not None:
                     for k, v in self._critic_update(batch, mb, n_tok).items():
                         sums[k] = sums.get(k, 0.0) + v * len(mb) / B / a.ppo_epochs
+                finite = self.dist.all_true(finite)
+                if finite:
+                    self.dist.all_reduce_grads(self.model.parameters())
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     [p for p in self.model.parameters() if p.requires_grad], t.max_grad_norm)
                 if not finite or not torch.isfinite(grad_norm):
@@ -425,19 +465,24 @@ class Trainer:
                 self.scheduler.step()
                 n_updates += 1
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
-            if a.early_stop_kl is not None and epoch_kl and sum(epoch_kl) / len(epoch_kl) > a.early_stop_kl:
+            if a.early_stop_kl is not None and self._mean_kl(epoch_kl) > a.early_stop_kl:
                 break  # the policy moved far enough from the rollout policy for this batch
         if epochs_run < a.ppo_epochs:  # stopped early on KL: per-epoch means over the epochs run
             sums = {k: v if k == "grad_norm" else v * a.ppo_epochs / epochs_run for k, v in sums.items()}
         if n_updates:
             sums["grad_norm"] /= n_updates
         sums["ppo/epochs_run"] = epochs_run
+        sums = self.dist.mean_metrics(sums)
         if self.kl_ctl is not None:
             measured = batch.metrics.get("kl/rollout", sums.get("kl", 0.0))
-            sums["kl/coef"] = self.kl_ctl.update(measured, len(batch))
+            sums["kl/coef"] = self.kl_ctl.update(measured, int(self.dist.sum_scalar(len(batch))))
         sums["update/skipped_nonfinite"] = skipped
         self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
         return sums
+
+    def _mean_kl(self, epoch_kl: list[float]) -> float:
+        """The epoch's mean approximate KL, averaged over processes (0 when none was measured)."""
+        return self.dist.mean_metrics({"kl": sum(epoch_kl) / len(epoch_kl) if epoch_kl else 0.0})["kl"]
 
     def _critic_update(self, batch: RolloutBatch, mb: list[int], n_tok: float) -> dict:
         """One critic optimizer step over a mini-batch: the clipped value loss, token-mean."""
@@ -447,6 +492,7 @@ class Trainer:
         self.critic.train()
         self.critic_optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
+        finite = True
         for micro in _chunks(mb, t.micro_batch_size):
             seq = pad_sequences([batch.prompt_ids[i] for i in micro],
                                 [batch.completion_ids[i] for i in micro], self.pad_id, self.device)
@@ -457,12 +503,17 @@ class Trainer:
                                              batch.returns[micro, :C].to(self.device), mask, a.value_clip)
             loss = aggregate_loss(loss_mat, mask, "token-mean", num_tokens=n_tok)
             if not torch.isfinite(loss):
-                self.critic_optimizer.zero_grad(set_to_none=True)
-                return {"critic/skipped_nonfinite": 1.0}
+                finite = False
+                break
             loss.backward()
-            sums["critic/loss"] = sums.get("critic/loss", 0.0) + float(loss.detach())
+            # loss is this process's share of the mini-batch loss: the mean over ranks x world size
+            sums["critic/loss"] = sums.get("critic/loss", 0.0) + float(loss.detach()) * self.dist.world_size
             for k, v in m.items():
                 sums[f"critic/{k}"] = sums.get(f"critic/{k}", 0.0) + v * len(micro) / len(mb)
+        if not self.dist.all_true(finite):
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            return {"critic/skipped_nonfinite": 1.0}
+        self.dist.all_reduce_grads(self.critic.parameters())
         torch.nn.utils.clip_grad_norm_(self.critic.parameters(), t.max_grad_norm)
         self.critic_optimizer.step()
         return sums
@@ -518,9 +569,18 @@ class Trainer:
                                   answer_field=self.cfg.data.answer_field)
         return {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)}
 
+    def _evaluate_on_main(self) -> dict:
+        """:meth:`evaluate` on rank 0 while the other processes wait ({} there)."""
+        metrics = self.evaluate() if self.dist.is_main else {}
+        self.dist.barrier()
+        return metrics
+
     def state_dict(self) -> dict:
-        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": ckpt.rng_state(self.generator),
+        """Everything but the weights; with several processes, every rank's RNG state too."""
+        rng = ckpt.rng_state(self.generator)
+        extra = {"rng_ranks": self.dist.gather_objects(rng)} if self.dist.enabled else {}
+        return {**extra, "step": self.step, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rng,
                 "data": self.prompts.state_dict(), "recipe": self.recipe.state_dict(),
                 "nonfinite_streak": self.nonfinite_streak, "config": config_to_dict(self.cfg),
                 "critic": None if self.critic is None else self.critic.state_dict(),
@@ -528,8 +588,17 @@ class Trainer:
                 "kl_ctl": None if self.kl_ctl is None else self.kl_ctl.state_dict()}
 
     def save(self) -> Path:
-        return ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.tokenizer,
-                                    self.state_dict(), self.cfg.checkpoint.keep_last)
+        """Write a checkpoint (rank 0 only; every process calls this and waits for it)."""
+        state = self.state_dict()
+        if not self.dist.enabled:
+            return ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.tokenizer, state,
+                                        self.cfg.checkpoint.keep_last)
+        self.dist.barrier()
+        if self.dist.is_main:
+            ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.tokenizer, state,
+                                 self.cfg.checkpoint.keep_last)
+        self.dist.barrier()  # nobody reads or resumes from a half-written checkpoint
+        return ckpt.checkpoint_dir(self.run_dir) / f"{ckpt.PREFIX}{self.step:06d}"
 
     def _load(self, path: Path) -> None:
         _load_weights(self.model, path / "model", lora=self.cfg.model.lora is not None)
@@ -537,7 +606,13 @@ class Trainer:
         self.step = state["step"]
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(state["rng"], self.generator)
+        ranks = state.get("rng_ranks")
+        if self.dist.enabled and ranks is not None and len(ranks) == self.dist.world_size:
+            ckpt.set_rng_state(ranks[self.dist.rank], self.generator)
+        else:
+            ckpt.set_rng_state(state["rng"], self.generator)
+            if self.dist.enabled:  # saved with another number of processes: fresh per-rank streams
+                self.generator.manual_seed(self.dist.rank_seed(self.cfg.train.seed) + self.step)
         self.prompts.load_state_dict(state["data"])
         self.recipe.load_state_dict(state["recipe"])
         self.nonfinite_streak = state["nonfinite_streak"]

@@ -1,0 +1,147 @@
+"""Data-parallel training: ``accelerate launch`` with 2 CPU processes (gloo) gives the weights
+of one process with the same global batch; the loss normalisers do not depend on the number
+of processes; ``prompts_per_step`` must divide by it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from selfrl.algorithms import LOSS_AGGREGATIONS, aggregate_loss
+from selfrl.config.schema import RunConfig
+from selfrl.trainer import distributed
+from selfrl.trainer.distributed import DistContext, global_advantages, group_seed, shard_size
+from selfrl.trainer.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- without processes ------------------------------------------------------------------
+
+
+def test_prompts_per_step_must_divide_by_world_size(make_config, monkeypatch):
+    with pytest.raises(ValueError, match=r"prompts_per_step=3 .* divisible by the number of processes \(2\)"):
+        shard_size(3, 2)
+    assert shard_size(6, 3) == 2
+    # The trainer checks it before loading anything.
+    monkeypatch.setattr("selfrl.trainer.trainer.init_distributed",
+                        lambda device: (DistContext(rank=0, world_size=2), device))
+    cfg = RunConfig.model_validate(make_config(extra={"train": {"prompts_per_step": 3}}))
+    with pytest.raises(ValueError, match="prompts_per_step=3"):
+        Trainer(cfg)
+
+
+@pytest.mark.parametrize("mode", list(LOSS_AGGREGATIONS.names()))
+def test_rank_losses_with_global_counts_sum_to_the_one_process_loss(mode):
+    """Each rank aggregates its rows with the global token and sequence counts; the rank losses
+    (and so their gradients, which the trainer sums) add up to the one-process loss."""
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(6, 5, generator=g, requires_grad=True)  # a stand-in for the model
+    mask = (torch.rand(6, 5, generator=g) > 0.3).float()  # (B, T)
+    mask[:, 0] = 1
+    n_tok, n_seq = float(mask.sum()), 6
+
+    full = aggregate_loss(weight * 2.0, mask, mode, num_tokens=n_tok, num_seqs=n_seq, max_len=5)
+    (full_grad,) = torch.autograd.grad(full, weight)
+    ranks = [slice(0, 2), slice(2, 6)]  # uneven shards: the counts, not the shapes, normalise
+    parts = [aggregate_loss(weight[r] * 2.0, mask[r], mode, num_tokens=n_tok, num_seqs=n_seq, max_len=5)
+             for r in ranks]
+    grads = [torch.autograd.grad(p, weight)[0] for p in parts]
+    torch.testing.assert_close(sum(parts), full)
+    torch.testing.assert_close(sum(grads), full_grad)  # all_reduce(SUM) of the rank gradients
+
+
+def test_one_process_context_is_the_identity():
+    ctx = DistContext()
+    t = torch.arange(6.0).view(2, 3)
+    assert ctx.gather_rows(t)[0] is t and ctx.sum_tensor(t) is t and ctx.sum_scalar(3) == 3
+    assert ctx.mean_metrics({"a": 1.0}) == {"a": 1.0} and ctx.rank_seed(5) == 5
+    assert group_seed(0, 1, 1, 3) != group_seed(0, 2, 1, 3)
+    assert distributed.init_distributed(torch.device("cpu"))[0] == DistContext()  # no WORLD_SIZE
+
+    def estimator(inp, params):
+        return inp.scores
+
+    from selfrl.algorithms import AdvantageInput
+
+    inp = AdvantageInput(scores=torch.ones(2), response_mask=torch.ones(2, 3),
+                         group_index=torch.zeros(2, dtype=torch.long))
+    assert global_advantages(estimator, inp, None, ctx) is inp.scores
+
+
+# --- two processes ----------------------------------------------------------------------
+
+
+def _run_killing_the_group(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on timeout kill the whole group (launcher and
+    workers), so that a deadlocked collective cannot hang the test suite."""
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"2-process run timed out after {timeout} s:\n{out[-2000:]}\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_two_processes_match_one_process(make_config, tmp_path):
+    """``accelerate launch --multi_gpu --num_processes 2`` on CPU (gloo), 2 steps of REINFORCE++
+    (advantages whitened over the whole batch) with token-mean: the final weights and the
+    batch metrics equal those of one process with the same global batch (4 prompts x 4)."""
+    extra = {"rollout": {"seed_per_group": True}, "train": {"steps": 2, "prompts_per_step": 4},
+             "algorithm": {"advantage": "reinforce_pp", "loss_agg": "token-mean"}}
+    one = Trainer(RunConfig.model_validate(make_config("one", extra=extra)))
+    one.fit()
+
+    two_cfg = make_config("two", extra=extra)
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(two_cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("WORLD_SIZE", None)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), "-m", "selfrl.cli", "train", str(path)]
+    done = _run_killing_the_group(cmd, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    two_dir = Path(two_cfg["logging"]["run_dir"])
+    two = _weights(two_dir / "checkpoints" / "step-000002" / "model")
+    diff = max(float((p.detach() - two[n]).abs().max()) for n, p in one.model.named_parameters())
+    moved = max(float((p.detach() - _weights(Path(two_cfg["model"]["path"]))[n]).abs().max())
+                for n, p in one.model.named_parameters())
+    assert moved > 1e-3  # training did change the weights ...
+    assert diff < 1e-5, diff  # ... and in the same way with two processes
+    rows_one, rows_two = _metrics(Path(one.run_dir)), _metrics(two_dir)  # rank 0 alone logs
+    assert [(r["step"], "reward/mean" in r) for r in rows_two] == [(1, True), (2, True), (2, False)]
+    assert rows_two[-1].keys() == rows_one[-1].keys()  # the held-out metrics, from rank 0
+    for a, b in zip(rows_one[:2], rows_two[:2]):
+        for key in ("reward/mean", "reward/std", "advantage/abs_mean", "response_length/mean",
+                    "tokens/generated", "loss/policy", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
