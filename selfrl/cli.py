@@ -86,7 +86,7 @@ def print_build_report(report: dict) -> None:
 # --- selfrl eval ----------------------------------------------------------------------
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from selfrl.data.io import read_rows, write_jsonl
+    from selfrl.data.io import read_rows
     from selfrl.eval.evaluate import EvalSettings, evaluate
     from selfrl.models import load_causal_lm, load_tokenizer, resolve_model_path
 
@@ -109,15 +109,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
                                 progress=True)
     print_metrics(metrics, title=f"{args.model} on {args.data}")
     if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        write_jsonl(out / "samples.jsonl", samples)
-        print(f"wrote {out / 'metrics.json'} and {out / 'samples.jsonl'}")
+        _write_outputs(args.output, metrics, "samples.jsonl", samples)
+
+
+def _write_outputs(folder: str, metrics: dict, rows_name: str, rows: list[dict]) -> None:
+    """``FOLDER/metrics.json`` and ``FOLDER/ROWS_NAME`` (JSONL), then say where they went."""
+    from selfrl.data.io import write_jsonl
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_jsonl(out / rows_name, rows)
+    print(f"wrote {out / 'metrics.json'} and {out / rows_name}")
 
 
 def cmd_eval_judge(args: argparse.Namespace) -> None:
-    from selfrl.data.io import read_jsonl, read_rows, write_jsonl
+    from selfrl.data.io import read_jsonl, read_rows
     from selfrl.judging.evaluate import judge_pairs, pairs_from_samples
     from selfrl.models import load_causal_lm, load_tokenizer, resolve_model_path
 
@@ -140,11 +147,7 @@ def cmd_eval_judge(args: argparse.Namespace) -> None:
         raise CLIError(f"{args.data}: {e}") from None
     print_metrics(metrics, title=f"{args.model} judging {args.data} ({args.format}, both orders)")
     if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        write_jsonl(out / "verdicts.jsonl", rows)
-        print(f"wrote {out / 'metrics.json'} and {out / 'verdicts.jsonl'}")
+        _write_outputs(args.output, metrics, "verdicts.jsonl", rows)
 
 
 def _eval_samples(path: str) -> list[dict]:
