@@ -21,11 +21,14 @@ TRL ``step - _generate_and_score_completions`` and ``that - generate - score``.
 FLOPs per step use the issue's formula, ``6·P·trained + 2·P·(prompt + generated)``, where P
 counts every parameter once (the tied embedding is the LM head's matmul, so it is counted;
 the input lookup costs nothing), ``trained`` is the completion tokens (the tokens with a
-loss), ``prompt`` sums the prompt length over all 64 sequences (each prompt is prefilled once
-per completion on both sides) and ``generated`` the completion tokens sampled.  It leaves out
+loss), ``prompt`` sums the prompt length over all 64 sequences (as TRL runs it: every prompt
+once per completion) and ``generated`` the completion tokens sampled.  It leaves out
 attention's own FLOPs and the update's forward and backward over the prompt tokens, so it
 undercounts the work; the roofline share is these FLOPs over (step time x the best fp32
-matmul rate measured on this machine in the same run).
+matmul rate measured on this machine in the same run).  selfrl runs each distinct prompt once
+(prefill, and the update's forward and backward) and lends its key/value cache to the prompt's
+8 completions, so the prompt term overstates what selfrl computes there: BENCHMARKS.md gives
+the FLOPs each side actually runs beside the formula's.
 
 Each (model, side) runs in a fresh spawned process, so its peak RSS
 (``getrusage(RUSAGE_SELF).ru_maxrss``) is its own and neither side inherits the other's
@@ -242,7 +245,9 @@ def time_selfrl(model_dir: Path, train_file: Path, workdir: Path, shape: StepSha
                 "param_dtype": str(next(trainer.model.parameters()).dtype),
                 "gradient_checkpointing": _checkpointing(trainer.model),
                 "rollout_batch_size": cfg.rollout.batch_size, "micro_batch_size": cfg.train.micro_batch_size,
-                "optim": "torch.optim.AdamW", "loss_agg": cfg.algorithm.loss_agg}
+                "optim": "torch.optim.AdamW", "loss_agg": cfg.algorithm.loss_agg,
+                "shared_prompt_forward": cfg.train.shared_prompt_forward,
+                "share_prefill": getattr(trainer.engine, "share_prefill", None)}
     return {"records": [asdict(r) for r in records], "peak_rss_mib": peak_rss_mib(), "settings": settings}
 
 

@@ -130,6 +130,10 @@ class TrainConfig(StrictModel):
     steps: int = Field(100, ge=1, description="RL steps")
     prompts_per_step: int = Field(8, ge=1, description="prompts per rollout batch")
     micro_batch_size: int = Field(16, ge=1, description="sequences per forward/backward")
+    shared_prompt_forward: bool = Field(
+        True, description="run each distinct prompt of a micro-batch through the model once and share its "
+        "key/value cache among its completions (the same logprobs and gradients as the plain padded batch, "
+        "without repeating the prompt's work n times; off under gradient checkpointing)")
     lr: float = Field(1e-5, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")

@@ -2,7 +2,9 @@
 
 A hand-written decoding loop rather than ``model.generate``: it returns per-token logprobs
 of the sampling distribution, applies SeRL's presence penalty, and stops a batch as soon as
-every row has emitted EOS.
+every row has emitted EOS.  A batch holds ``n`` samples of each prompt, so each distinct
+prompt is prefilled once and its key/value cache copied to its ``n`` rows (the same logits as
+prefilling every row, at ``1/n`` of the cost).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ class HFEngine:
         tokenizer: its tokenizer; ``eos_token_id`` ends a completion.
         batch_size: sequences decoded together.
         progress: show a progress bar over batches.
+        share_prefill: prefill each distinct prompt of a batch once (off: every row).
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, progress: bool = False) -> None:
+    def __init__(self, model, tokenizer, batch_size: int = 64, progress: bool = False,
+                 share_prefill: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
+        self.share_prefill = share_prefill
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
 
@@ -60,18 +65,28 @@ class HFEngine:
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams,
                         generator: torch.Generator | None) -> list[Completion]:
         device = next(self.model.parameters()).device
-        B, T = len(prompts), max(len(p) for p in prompts)
-        input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((B, T), dtype=torch.long)
-        for i, p in enumerate(prompts):
+        B = len(prompts)
+        first: dict[tuple[int, ...], int] = {}
+        row_of = [first.setdefault(tuple(p), len(first)) for p in prompts]  # distinct prompt of each row
+        share = self.share_prefill and len(first) < B
+        prefill = [list(p) for p in first] if share else prompts
+        T = max(len(p) for p in prefill)
+        input_ids = torch.full((len(prefill), T), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prefill), T), dtype=torch.long)
+        for i, p in enumerate(prefill):
             input_ids[i, T - len(p):] = torch.tensor(p)
             mask[i, T - len(p):] = 1
         input_ids, mask = input_ids.to(device), mask.to(device)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (G, T)
         eos = torch.tensor(self.eos_ids, device=device)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                         use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1, :].float()  # (B, V)
+                         use_cache=True, logits_to_keep=1)
+        past, logits = out.past_key_values, out.logits[:, -1, :].float()  # (G, V)
+        if share:  # one copy of each prompt's keys/values and last logits per row
+            rows = torch.tensor(row_of, device=device)  # (B,)
+            past.batch_select_indices(rows)
+            logits, mask, position_ids = logits[rows], mask[rows], position_ids[rows]  # (B, ...)
+        _preallocate(past, T + params.max_new_tokens)
         seen = torch.zeros_like(logits, dtype=torch.bool)  # tokens generated so far, per row
         done = torch.zeros(B, dtype=torch.bool, device=device)
         tokens, logps = [], []
@@ -104,6 +119,41 @@ class HFEngine:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             outs.append(Completion(text, ids, lp[:len(ids)], finish, list(prompt)))
         return outs
+
+
+class _InPlaceKV:
+    """A cache layer's ``update`` that writes into a buffer sized for the whole completion.
+
+    transformers' dynamic cache concatenates every layer's keys and values at every decoded
+    token, copying the whole cache each time (a quarter of the embedded model's decoding time);
+    writing in place and returning views of the filled part gives the same tensors.
+    """
+
+    def __init__(self, layer, capacity: int) -> None:
+        self.layer, self.length = layer, layer.keys.shape[-2]
+        shape = (*layer.keys.shape[:-2], capacity, layer.keys.shape[-1])  # (B, H_kv, capacity, D)
+        self.keys, self.values = layer.keys.new_empty(shape), layer.values.new_empty(shape)
+        self.keys[..., :self.length, :] = layer.keys
+        self.values[..., :self.length, :] = layer.values
+
+    def __call__(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        self.keys[..., self.length:end, :] = key_states
+        self.values[..., self.length:end, :] = value_states
+        self.length = end
+        self.layer.keys, self.layer.values = self.keys[..., :end, :], self.values[..., :end, :]
+        return self.layer.keys, self.layer.values
+
+
+def _preallocate(past, capacity: int) -> None:
+    """Give every plain key/value layer of ``past`` an in-place ``update`` (other caches are left as
+    they are: sliding-window and recurrent layers manage their own memory)."""
+    from transformers import cache_utils
+
+    plain_layer = getattr(cache_utils, "DynamicLayer", None)  # exactly this type: not its sliding subclass
+    for layer in getattr(past, "layers", []):
+        if type(layer) is plain_layer and isinstance(layer.keys, torch.Tensor) and layer.keys.dim() == 4:
+            layer.update = _InPlaceKV(layer, capacity)
 
 
 def _sample(logits: torch.Tensor, params: SamplingParams,

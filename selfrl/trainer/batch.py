@@ -3,6 +3,12 @@
 Layout: prompts left-padded to the longest prompt, completions right-padded to the longest
 completion, so that completion tokens sit in one aligned block ``[P, P + C)`` and every
 per-token tensor is ``(B, C)``.  EOS stays inside the completion (it is trained).
+
+A GRPO batch holds ``n`` completions of each prompt, so the plain layout runs every prompt
+``n`` times through the model.  :class:`SharedPromptSequences` runs each distinct prompt once
+and lends its key/value cache to its completions; backward adds the copies' gradients back
+into the one prompt pass, so the logprobs and gradients are those of the plain layout (up to
+float rounding) at ``1/n`` of the prompt's cost.
 """
 
 from __future__ import annotations
@@ -130,23 +136,95 @@ def pad_logprobs(logprobs: list[list[float]], width: int) -> torch.Tensor:
     return out
 
 
-def completion_logprobs(model, seq: Sequences, temperature: float = 1.0,
+@dataclass
+class SharedPromptSequences:
+    """Sequences that continue a few distinct prompts: each prompt is stored (and run) once."""
+
+    prompt_ids: torch.Tensor      # (G, P) distinct prompts, left-padded
+    prompt_mask: torch.Tensor     # (G, P)
+    prompt_index: torch.Tensor    # (B,) the distinct prompt each sequence continues
+    completion_ids: torch.Tensor  # (B, C) right-padded
+    response_mask: torch.Tensor   # (B, C) 1 on completion tokens
+
+
+def distinct_prompts(prompts: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct prompts in order of first appearance, and each prompt's index among them.
+
+    >>> distinct_prompts([[1, 2], [3], [1, 2]])
+    ([[1, 2], [3]], [0, 1, 0])
+    """
+    first: dict[tuple[int, ...], int] = {}
+    index = [first.setdefault(tuple(p), len(first)) for p in prompts]
+    return [list(p) for p in first], index
+
+
+def pad_shared_prompts(prompts: list[list[int]], completions: list[list[int]], pad_id: int,
+                       device: torch.device | str = "cpu") -> SharedPromptSequences:
+    """Distinct prompts left-padded once, completions right-padded, and which prompt each continues."""
+    unique, index = distinct_prompts(prompts)
+    G, B = len(unique), len(completions)
+    P = max(len(p) for p in unique)
+    C = max(1, max(len(c) for c in completions))
+    ids = torch.full((G, P), pad_id, dtype=torch.long)
+    mask = torch.zeros((G, P), dtype=torch.long)
+    for g, p in enumerate(unique):
+        ids[g, P - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[g, P - len(p):] = 1
+    comp = torch.full((B, C), pad_id, dtype=torch.long)
+    resp = torch.zeros((B, C))
+    for i, c in enumerate(completions):
+        comp[i, :len(c)] = torch.tensor(c, dtype=torch.long)
+        resp[i, :len(c)] = 1
+    return SharedPromptSequences(ids.to(device), mask.to(device), torch.tensor(index, device=device),
+                                 comp.to(device), resp.to(device))
+
+
+def completion_logprobs(model, seq: Sequences | SharedPromptSequences, temperature: float = 1.0,
                         with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs ``(B, C)`` of the completion tokens (and their entropy, detached).
 
     Logits are divided by the sampling temperature, so the logprobs are those of the
     distribution the rollout sampled from.
     """
+    if isinstance(seq, SharedPromptSequences):
+        return _token_logprobs(_shared_prompt_logits(model, seq), seq.completion_ids, temperature,
+                               with_entropy)
     P = seq.prompt_len
     C = seq.input_ids.shape[1] - P
     # Only the last C + 1 positions' logits are needed: skip the LM head on the prompt.
     out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask,
                 position_ids=seq.position_ids, use_cache=False, logits_to_keep=C + 1)
-    logits = out.logits[:, :-1, :].float()  # (B, C, V) position t predicts token t + 1
+    logits = out.logits[:, :-1, :]  # (B, C, V) position t predicts token t + 1
+    return _token_logprobs(logits, seq.input_ids[:, P:], temperature, with_entropy)
+
+
+def _shared_prompt_logits(model, seq: SharedPromptSequences) -> torch.Tensor:
+    """Logits ``(B, C, V)`` predicting each completion token: the distinct prompts go through the
+    model once, then every completion attends to its prompt's gathered key/value cache."""
+    C = seq.completion_ids.shape[1]
+    prompt_pos = (seq.prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (G, P)
+    out = model(input_ids=seq.prompt_ids, attention_mask=seq.prompt_mask, position_ids=prompt_pos,
+                use_cache=True, logits_to_keep=1)
+    first = out.logits[seq.prompt_index]  # (B, 1, V) the prompt's last position predicts token 0
+    if C == 1:
+        return first
+    cache = out.past_key_values
+    cache.batch_select_indices(seq.prompt_index)  # every layer's keys/values: (G, ...) -> (B, ...)
+    # The last completion token predicts nothing: feed tokens 0 .. C-2 only.
+    mask = torch.cat([seq.prompt_mask[seq.prompt_index], seq.response_mask[:, :-1].long()], 1)  # (B, P+C-1)
+    pos = prompt_pos[seq.prompt_index, -1:] + 1 + torch.arange(C - 1, device=mask.device)  # (B, C-1)
+    rest = model(input_ids=seq.completion_ids[:, :-1], attention_mask=mask, position_ids=pos,
+                 past_key_values=cache, use_cache=True).logits  # (B, C-1, V)
+    return torch.cat([first, rest], 1)  # (B, C, V)
+
+
+def _token_logprobs(logits: torch.Tensor, target: torch.Tensor, temperature: float,
+                    with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logprobs ``(B, C)`` of ``target`` under ``logits / temperature`` ``(B, C, V)``, and the entropy."""
+    logits = logits.float()
     if temperature and temperature != 1.0:
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)  # (B, C, V)
-    target = seq.input_ids[:, P:]  # (B, C)
     logprobs = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, C)
     entropy = None
     if with_entropy:

@@ -38,10 +38,13 @@ from selfrl.rollout.base import SamplingParams
 from selfrl.trainer import checkpoint as ckpt
 from selfrl.trainer.batch import (
     RolloutBatch,
+    Sequences,
+    SharedPromptSequences,
     completion_logprobs,
     merge_prepared,
     pad_logprobs,
     pad_sequences,
+    pad_shared_prompts,
 )
 from selfrl.trainer.data import PromptSource
 from selfrl.trainer.distributed import global_advantages, group_seed, init_distributed, shard_size
@@ -391,13 +394,28 @@ class Trainer:
         batch.metrics["advantage/abs_mean"] = float(self.dist.sum_tensor((out.advantages.abs() * mask).sum())
                                                     / self.dist.sum_tensor(mask.sum()))
 
+    def _sequences(self, batch: RolloutBatch, idx: list[int],
+                   share: bool = True) -> Sequences | SharedPromptSequences:
+        """The micro-batch ``idx`` as model input: each distinct prompt once when several sequences
+        share it (``train.shared_prompt_forward``), else the plain padded layout."""
+        prompts = [batch.prompt_ids[i] for i in idx]
+        completions = [batch.completion_ids[i] for i in idx]
+        if share and self._share_prompts and len({tuple(p) for p in prompts}) < len(prompts):
+            return pad_shared_prompts(prompts, completions, self.pad_id, self.device)
+        return pad_sequences(prompts, completions, self.pad_id, self.device)
+
+    @property
+    def _share_prompts(self) -> bool:
+        # Gradient checkpointing turns the key/value cache off, and the shared path needs it.
+        return self.cfg.train.shared_prompt_forward and not self.cfg.model.gradient_checkpointing
+
     @torch.no_grad()
-    def _per_token_no_grad(self, batch: RolloutBatch, C: int, compute) -> torch.Tensor:
-        """``compute(seq) -> (b, c)`` over micro-batches, gathered into a CPU ``(B, C)`` tensor."""
+    def _per_token_no_grad(self, batch: RolloutBatch, C: int, compute, share: bool = False) -> torch.Tensor:
+        """``compute(seq) -> (b, c)`` over micro-batches, gathered into a CPU ``(B, C)`` tensor.
+        ``share``: ``compute`` takes :class:`SharedPromptSequences` too."""
         out = torch.zeros(len(batch), C)
         for idx in _chunks(list(range(len(batch))), self.cfg.train.micro_batch_size):
-            seq = pad_sequences([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
-                                self.pad_id, self.device)
+            seq = self._sequences(batch, idx, share)
             with self._autocast():
                 x = compute(seq)
             out[idx, :x.shape[1]] = x.float().cpu()
@@ -411,7 +429,7 @@ class Trainer:
             with self.model.disable_adapter() if adapter_off else contextlib.nullcontext():
                 return completion_logprobs(model, seq, self.cfg.rollout.temperature or 1.0)[0]
 
-        return self._per_token_no_grad(batch, C, compute)
+        return self._per_token_no_grad(batch, C, compute, share=True)
 
     def _values_no_grad(self, batch: RolloutBatch, C: int) -> torch.Tensor:
         from selfrl.trainer.critic import completion_values
@@ -440,7 +458,8 @@ class Trainer:
                 n_tok = self.dist.sum_scalar(float(lengths[mb].sum()))
                 n_seq = int(self.dist.sum_scalar(len(mb)))
                 finite = True
-                for micro in _chunks(mb, t.micro_batch_size):
+                grouped = _prompt_major(batch.prompt_ids, mb) if self._share_prompts else mb
+                for micro in _chunks(grouped, t.micro_batch_size):
                     loss, m = self._micro_loss(batch, micro, n_tok, n_seq)
                     if not torch.isfinite(loss):
                         finite = False
@@ -521,8 +540,7 @@ class Trainer:
     def _micro_loss(self, batch: RolloutBatch, idx: list[int], n_tok: float,
                     n_seq: int) -> tuple[torch.Tensor, dict]:
         a = self.cfg.algorithm
-        seq = pad_sequences([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
-                            self.pad_id, self.device)
+        seq = self._sequences(batch, idx)
         with self._autocast():
             logprobs, entropy = completion_logprobs(self.model, seq, self.cfg.rollout.temperature or 1.0,
                                                     with_entropy=True)
@@ -652,6 +670,24 @@ def _restore_signal_handlers(old: dict) -> None:
 
 def _chunks(xs: list[int], size: int) -> list[list[int]]:
     return [xs[i:i + size] for i in range(0, len(xs), size)]
+
+
+def _prompt_major(prompt_ids: list[list[int]], idx: list[int]) -> list[int]:
+    """``idx`` reordered so that the sequences of one prompt sit together (prompts in order of
+    first appearance; already-grouped input keeps its order).
+
+    A mini-batch's gradient is the sum of its micro-batches' (losses are normalised by the
+    mini-batch's global token and sequence counts), so the order inside it changes only float
+    rounding; grouped, a shuffled mini-batch's micro-batches hold few distinct prompts, each
+    run once (``train.shared_prompt_forward``).
+
+    >>> _prompt_major([[1, 2], [3], [1, 2], [3]], [0, 1, 2, 3])
+    [0, 2, 1, 3]
+    """
+    first: dict[tuple[int, ...], int] = {}
+    for i in idx:
+        first.setdefault(tuple(prompt_ids[i]), len(first))
+    return sorted(idx, key=lambda i: first[tuple(prompt_ids[i])])
 
 
 def _load_weights(model, folder: Path, lora: bool) -> None:

@@ -1,0 +1,138 @@
+"""The fast paths give the numbers of the plain ones.
+
+The update runs each distinct prompt of a micro-batch through the model once and shares its
+key/value cache among its completions (``SharedPromptSequences``), and orders a mini-batch
+prompt by prompt before cutting it into micro-batches; the HF engine prefills each distinct
+prompt once.  These tests compare each against the plain padded layout: the same per-token
+logprobs, the same loss and the same gradients (float tolerance), and the same samples.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from selfrl.algorithms import aggregate_loss
+from selfrl.trainer.batch import (
+    SharedPromptSequences,
+    completion_logprobs,
+    distinct_prompts,
+    pad_sequences,
+    pad_shared_prompts,
+)
+
+# Two prompts of different lengths, three completions each (of different lengths, one empty
+# but for EOS), and a third prompt seen once: the shape of a GRPO micro-batch cut mid-group.
+PROMPTS = [[1, 5, 6, 7]] * 3 + [[1, 8]] * 3 + [[3, 4, 9]]
+COMPLETIONS = [[9, 10, 11, 2], [12, 2], [2], [13, 14, 15, 16, 17], [9, 2], [10, 11, 12], [5, 6]]
+
+
+def _loss(model, seq, advantages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A token-mean policy-gradient loss over the completions and its logprobs."""
+    logprobs, _ = completion_logprobs(model, seq, temperature=0.7)
+    mask = seq.response_mask
+    ratio = torch.exp(logprobs - logprobs.detach())  # (B, C) on-policy ratio, as in one PPO epoch
+    loss = aggregate_loss(-ratio * advantages[:, :logprobs.shape[1]], mask, "token-mean",
+                          num_tokens=float(mask.sum()))
+    return loss, logprobs
+
+
+def _grads(model) -> list[torch.Tensor]:
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+
+@pytest.fixture
+def model(tiny_model):
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_pretrained(tiny_model).train()
+    with torch.no_grad():  # a random model's logits are near-uniform: make them peaked enough to matter
+        for p in m.parameters():
+            p.mul_(4.0)
+    return m
+
+
+def test_distinct_prompts_keep_first_appearance_order():
+    unique, index = distinct_prompts(PROMPTS)
+    assert unique == [[1, 5, 6, 7], [1, 8], [3, 4, 9]]
+    assert index == [0, 0, 0, 1, 1, 1, 2]
+
+
+def test_shared_prompt_layout():
+    seq = pad_shared_prompts(PROMPTS, COMPLETIONS, pad_id=0)
+    assert isinstance(seq, SharedPromptSequences)
+    assert seq.prompt_ids.tolist() == [[1, 5, 6, 7], [0, 0, 1, 8], [0, 3, 4, 9]]
+    assert seq.prompt_index.tolist() == [0, 0, 0, 1, 1, 1, 2]
+    assert seq.completion_ids.shape == (7, 5)
+    assert seq.response_mask.sum(1).tolist() == [4, 2, 1, 5, 2, 3, 2]
+
+
+def test_shared_prompt_update_gives_the_plain_loss_and_gradients(model):
+    advantages = torch.randn(len(PROMPTS), 5, generator=torch.Generator().manual_seed(1))
+    plain = pad_sequences(PROMPTS, COMPLETIONS, pad_id=0)
+    loss_plain, lp_plain = _loss(model, plain, advantages)
+    loss_plain.backward()
+    grads_plain = _grads(model)
+    model.zero_grad(set_to_none=True)
+    shared = pad_shared_prompts(PROMPTS, COMPLETIONS, pad_id=0)
+    loss_shared, lp_shared = _loss(model, shared, advantages)
+    loss_shared.backward()
+    grads_shared = _grads(model)
+    mask = plain.response_mask.bool()
+    assert torch.allclose(lp_shared[mask], lp_plain[mask], atol=1e-5)
+    assert torch.allclose(loss_shared, loss_plain, atol=1e-6, rtol=1e-5)
+    assert any(g.abs().sum() > 0 for g in grads_plain)
+    for gs, gp in zip(grads_shared, grads_plain):
+        assert torch.allclose(gs, gp, atol=1e-6, rtol=1e-4)
+
+
+def test_shared_prompt_entropy_and_single_token_completions(model):
+    completions = [[2]] * len(PROMPTS)  # C == 1: only the prompts' last logits are used
+    plain = completion_logprobs(model, pad_sequences(PROMPTS, completions, 0), with_entropy=True)
+    shared = completion_logprobs(model, pad_shared_prompts(PROMPTS, completions, 0), with_entropy=True)
+    assert torch.allclose(shared[0], plain[0], atol=1e-5)
+    assert torch.allclose(shared[1], plain[1], atol=1e-5)
+
+
+def _trained_weights(make_config, shared: bool, extra: dict) -> tuple[list[torch.Tensor], dict]:
+    from selfrl.config.schema import RunConfig
+    from selfrl.trainer.trainer import Trainer
+
+    cfg = make_config(f"shared-{shared}", extra={**extra, "train": {**extra.get("train", {}),
+                                                                    "shared_prompt_forward": shared}})
+    trainer = Trainer(RunConfig.model_validate(cfg))
+    metrics = trainer.train_step()
+    return [p.detach().clone() for p in trainer.model.parameters()], metrics
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # one epoch, one micro-batch per group: no old-logprob pass
+    {"algorithm": {"ppo_epochs": 2, "mini_batches": 2, "kl_coef": 0.1},  # shuffled mini-batches, reference
+     "train": {"prompts_per_step": 4, "micro_batch_size": 4}},
+], ids=["one-epoch", "shuffled-epochs-kl"])
+def test_trainer_step_is_the_same_with_and_without_prompt_sharing(make_config, extra):
+    plain, m_plain = _trained_weights(make_config, False, extra)
+    shared, m_shared = _trained_weights(make_config, True, extra)
+    assert m_plain["tokens/generated"] == m_shared["tokens/generated"]  # the same samples
+    for k in ("loss/policy", "grad_norm"):
+        assert m_shared[k] == pytest.approx(m_plain[k], rel=1e-4, abs=1e-6), k
+    for a, b in zip(shared, plain):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_hf_engine_samples_the_same_with_a_shared_prefill(tiny_model):
+    from selfrl.models import load_tokenizer
+    from selfrl.rollout.base import SamplingParams
+    from selfrl.rollout.hf import HFEngine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    engine = HFEngine(model, load_tokenizer(str(tiny_model)))
+    prompts = [[1, 5, 6, 7], [1, 8], [3, 4, 9, 10, 11]]
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=6)
+    shared = engine.generate(prompts, params, torch.Generator().manual_seed(0))
+    engine.share_prefill = False
+    plain = engine.generate(prompts, params, torch.Generator().manual_seed(0))
+    for gs, gp in zip(shared, plain):
+        for s, p in zip(gs, gp):
+            assert s.token_ids == p.token_ids
+            assert s.logprobs == pytest.approx(p.logprobs, abs=1e-5)
