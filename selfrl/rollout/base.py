@@ -63,3 +63,14 @@ class RolloutEngine(Protocol):
     def sync_weights(self, model) -> None:
         """Load the trainer's current weights (a no-op for an engine that samples from them)."""
         ...
+
+
+def distinct_prompts(prompts: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct prompts in order of first appearance, and each prompt's index among them.
+
+    >>> distinct_prompts([[1, 2], [3], [1, 2]])
+    ([[1, 2], [3]], [0, 1, 0])
+    """
+    first: dict[tuple[int, ...], int] = {}
+    index = [first.setdefault(tuple(p), len(first)) for p in prompts]
+    return [list(p) for p in first], index

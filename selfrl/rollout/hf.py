@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from rich.progress import Progress
 
-from selfrl.rollout.base import Completion, SamplingParams
+from selfrl.rollout.base import Completion, SamplingParams, distinct_prompts
 
 
 class HFEngine:
@@ -66,10 +66,9 @@ class HFEngine:
                         generator: torch.Generator | None) -> list[Completion]:
         device = next(self.model.parameters()).device
         B = len(prompts)
-        first: dict[tuple[int, ...], int] = {}
-        row_of = [first.setdefault(tuple(p), len(first)) for p in prompts]  # distinct prompt of each row
-        share = self.share_prefill and len(first) < B
-        prefill = [list(p) for p in first] if share else prompts
+        unique, row_of = distinct_prompts(prompts)  # row_of: the distinct prompt of each row
+        share = self.share_prefill and len(unique) < B
+        prefill = unique if share else prompts
         T = max(len(p) for p in prefill)
         input_ids = torch.full((len(prefill), T), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prefill), T), dtype=torch.long)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from selfrl.rollout.base import distinct_prompts
+
 
 @dataclass
 class RolloutBatch:
@@ -145,17 +147,6 @@ class SharedPromptSequences:
     prompt_index: torch.Tensor    # (B,) the distinct prompt each sequence continues
     completion_ids: torch.Tensor  # (B, C) right-padded
     response_mask: torch.Tensor   # (B, C) 1 on completion tokens
-
-
-def distinct_prompts(prompts: list[list[int]]) -> tuple[list[list[int]], list[int]]:
-    """The distinct prompts in order of first appearance, and each prompt's index among them.
-
-    >>> distinct_prompts([[1, 2], [3], [1, 2]])
-    ([[1, 2], [3]], [0, 1, 0])
-    """
-    first: dict[tuple[int, ...], int] = {}
-    index = [first.setdefault(tuple(p), len(first)) for p in prompts]
-    return [list(p) for p in first], index
 
 
 def pad_shared_prompts(prompts: list[list[int]], completions: list[list[int]], pad_id: int,

@@ -34,7 +34,7 @@ from selfrl.data.io import read_rows
 from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
 from selfrl.models import load_causal_lm, load_tokenizer, pick_dtype, resolve_device, resolve_model_path
 from selfrl.rewards import RewardBatch, compute_reward
-from selfrl.rollout.base import SamplingParams
+from selfrl.rollout.base import SamplingParams, distinct_prompts
 from selfrl.trainer import checkpoint as ckpt
 from selfrl.trainer.batch import (
     RolloutBatch,
@@ -684,10 +684,8 @@ def _prompt_major(prompt_ids: list[list[int]], idx: list[int]) -> list[int]:
     >>> _prompt_major([[1, 2], [3], [1, 2], [3]], [0, 1, 2, 3])
     [0, 2, 1, 3]
     """
-    first: dict[tuple[int, ...], int] = {}
-    for i in idx:
-        first.setdefault(tuple(prompt_ids[i]), len(first))
-    return sorted(idx, key=lambda i: first[tuple(prompt_ids[i])])
+    _, which = distinct_prompts([prompt_ids[i] for i in idx])
+    return [i for _, i in sorted(zip(which, idx), key=lambda t: t[0])]  # stable: order kept within a prompt
 
 
 def _load_weights(model, folder: Path, lora: bool) -> None:
