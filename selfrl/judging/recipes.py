@@ -68,7 +68,8 @@ class _SelfJudgeRecipe(Recipe):
             judge_samples=self.args.judge_samples,
             sampling=SamplingParams(temperature=self.args.judge_temperature,
                                     max_new_tokens=self.args.judge_max_new_tokens),
-            seed=self.cfg.train.seed, generator=self.trainer.generator, name=f"{self.fmt}_judge")
+            seed=self.trainer.dist.rank_seed(self.cfg.train.seed), generator=self.trainer.generator,
+            name=f"{self.fmt}_judge")
 
 
 @register_recipe("serl_judge")
@@ -80,8 +81,10 @@ class SERLJudge(_SelfJudgeRecipe):
         return self.judge
 
     def extra_batch(self, batch: RolloutBatch) -> RolloutBatch | None:
-        if not self.args.train_judge or self.args.judge_model or not self.judge.last_samples:
+        if not self.args.train_judge or self.args.judge_model:
             return None
+        if not self.trainer.dist.all_true(bool(self.judge.last_samples)):
+            return None  # every process trains judge samples this step or none does
         samples, actor = self.judge.last_samples, self.judge.last_rewards
         n = batch.group_size
         rewards: list[float] = []
@@ -102,9 +105,10 @@ class SERLJudge(_SelfJudgeRecipe):
         judge.fixed_advantages = torch.tensor(adv, dtype=torch.float32)
         alpha = min(self.trainer.step / self.cfg.train.steps, 0.5)
         beta = max(1.0 - alpha, 0.5)
-        # token-mean over the merged batch: weights make it α·mean_actor + β·mean_judge.
-        n_a = sum(len(c) for c in batch.completion_ids)
-        n_j = sum(len(c) for c in judge.completion_ids)
+        # token-mean over the merged batch: weights make it α·mean_actor + β·mean_judge (token
+        # counts over every process, as the update's normaliser is).
+        n_a = self.trainer.dist.sum_scalar(sum(len(c) for c in batch.completion_ids))
+        n_j = self.trainer.dist.sum_scalar(sum(len(c) for c in judge.completion_ids))
         batch.loss_weight = torch.full((len(batch),), alpha * (n_a + n_j) / max(1, n_a))
         judge.loss_weight = torch.full((len(judge),), beta * (n_a + n_j) / max(1, n_j))
         judge.metrics = {"judge/reward_mean": sum(rewards) / len(rewards), "judge/alpha": alpha,

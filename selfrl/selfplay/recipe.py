@@ -27,6 +27,7 @@ part of the checkpoint, so ``--resume`` continues the self-play exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from functools import partial
@@ -118,11 +119,21 @@ class SeRL(Recipe):
                    for _ in range(a.gen_prompts_per_round)]
         params = SamplingParams(n=1, temperature=a.gen_temperature, top_p=a.gen_top_p,
                                 presence_penalty=a.gen_presence_penalty, max_new_tokens=a.gen_max_new_tokens)
-        with self.trainer._autocast():
-            groups = self.trainer.engine.generate(prompts, params, self.trainer.generator)
+        # With several processes every rank built the same prompts (the recipe's RNG is shared),
+        # samples its own share, and every rank filters the gathered texts in the same order,
+        # so the pools, the pending queue and the records stay identical everywhere.
+        dist = self.trainer.dist
+        share = prompts[dist.rank * len(prompts) // dist.world_size:
+                        (dist.rank + 1) * len(prompts) // dist.world_size]
+        texts: list[str] = []
+        if share:
+            with self.trainer._autocast():
+                groups = self.trainer.engine.generate(share, params, self.trainer.generator)
+            texts = [g[0].text for g in groups]
+        texts = [t for part in dist.gather_objects(texts) for t in part]
         accepted = []
-        for group in groups:
-            for item in parse_numbered_items(group[0].text) or [""]:
+        for text in texts:
+            for item in parse_numbered_items(text) or [""]:
                 reason = self.filter_reason(item)
                 self.records.append({"kind": "generated", "problem": item, "decision": reason or "accepted"})
                 if reason is None:
@@ -148,6 +159,7 @@ class SeRL(Recipe):
         return [lo <= float(m) <= hi for m in means]
 
     def on_collected(self, trained: RolloutBatch, dropped: RolloutBatch) -> None:
+        entries: list[dict] = []
         for kind, batch in (("trained", trained), ("filtered_difficulty", dropped)):
             for g in range(batch.num_groups):
                 sl = slice(g * batch.group_size, (g + 1) * batch.group_size)
@@ -159,14 +171,17 @@ class SeRL(Recipe):
                 # task's grammar have a computable answer, so pseudo-labels can be checked.
                 truth = solve_arith_text(problem)
                 pseudo = answers[label] if label is not None else None
-                self.records.append({
+                entries.append({
                     "kind": kind, "problem": problem, "mean_reward": float(batch.scores[sl].mean()),
                     "pseudo_label": pseudo, "generated": bool(row.get("generated", False)),
                     "true_answer": truth,
                     "pseudo_label_correct": None if truth is None or pseudo is None
                     else equivalent(pseudo, str(truth))})
-                if kind == "trained" and row.get("generated"):
-                    self.generated_pool.append(str(row[self.cfg.data.question_field]))
+        # Each process holds its own groups: every rank records all of them, in rank order.
+        for entry in (e for part in self.trainer.dist.gather_objects(entries) for e in part):
+            self.records.append(entry)
+            if entry["kind"] == "trained" and entry["generated"]:
+                self.generated_pool.append(entry["problem"])
 
     def on_step_end(self, step: int, batch: RolloutBatch, metrics: dict) -> None:
         expired = [p for s, p in self.pending if s < step]
@@ -183,11 +198,24 @@ class SeRL(Recipe):
             metrics["selfplay/pseudo_label_accuracy"] = sum(checked) / len(checked)
         metrics["selfplay/fewshot_pool"] = float(len(self.generated_pool))
         metrics["selfplay/rouge_pool"] = float(len(self.rouge))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / f"step-{step:06d}.jsonl", "w", encoding="utf-8") as f:
-            for r in self.records:
-                f.write(json.dumps(r) + "\n")
+        self._check_ranks_agree()
+        if self.trainer.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / f"step-{step:06d}.jsonl", "w", encoding="utf-8") as f:
+                for r in self.records:
+                    f.write(json.dumps(r) + "\n")
         self.records = []
+
+    def _check_ranks_agree(self) -> None:
+        """With several processes, stop at once if the self-play state differs between ranks
+        (it never should: a divergence would train each rank on different problems)."""
+        dist = self.trainer.dist
+        if not dist.enabled:
+            return
+        state = json.dumps([self.accepted, self.generated_pool, self.pending])
+        digest = hashlib.sha256(state.encode()).hexdigest()  # str hash() differs per process
+        if len(set(dist.gather_objects(digest))) > 1:
+            raise RuntimeError("SeRL: the self-play state differs between processes (a bug); stopping")
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.getstate(), "generated_pool": list(self.generated_pool),

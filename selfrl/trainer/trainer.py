@@ -308,8 +308,9 @@ class Trainer:
             keep = self._keep_groups(batch)
             kept.append(batch.select_groups([g for g, k in enumerate(keep) if k]))
             dropped.append(batch.select_groups([g for g, k in enumerate(keep) if not k]))
-        if not seen:
-            raise RuntimeError(f"recipe {self.cfg.recipe!r} produced no prompts in {attempts} attempts")
+        if not self.dist.all_true(bool(seen)):  # every process stops, none waits for the others
+            raise RuntimeError(f"recipe {self.cfg.recipe!r} produced no prompts in {attempts} attempts"
+                               + (" for some process" if self.dist.enabled else ""))
         out = RolloutBatch.concat(kept)
         missing = need - out.num_groups
         if missing > 0:  # refill ran out of attempts: top up with dropped groups (zero advantage)
