@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -43,3 +44,29 @@ def test_check_names_the_first_differing_step_and_the_styles_differ_as_documente
     assert texts["walk_solve_step"].endswith(texts["solve_step"])
     with pytest.raises(ValueError, match="judge style"):
         judge_rows(p, random.Random(0), "vibes")
+
+
+def test_facts_rows_and_mix_doctests():
+    import doctest
+
+    from selfrl.tiny import mix
+    from selfrl.tiny.mix import MixWeights, build_mix, facts_row
+
+    result = doctest.testmod(mix)
+    assert result.attempted > 0 and result.failed == 0
+    problems = _problems(5)
+    row = facts_row(problems)
+    lines = row["completion"][0]["content"].splitlines()
+    assert len(lines) == sum(s.count(" = ") for p in problems for s in p.steps)
+    for line in lines:  # every result is right
+        expr, result_text = line.split(" = ")
+        assert eval(expr) == int(result_text)  # noqa: S307 - digits and + - * only
+    # Off by default: the shipped mix has no drill rows; with a share, they appear.
+    spec = ArithSpec()
+    default = build_mix(60, spec, set(), seed=0)
+    drilled = build_mix(60, spec, set(), seed=0, weights=MixWeights(facts=0.5))
+    def is_drill(r: dict) -> bool:
+        return all(re.fullmatch(r"\d+ [-+*] \d+ = \d+", line)
+                   for line in r["completion"][0]["content"].splitlines())
+
+    assert not any(map(is_drill, default)) and any(map(is_drill, drilled))

@@ -232,18 +232,29 @@ def measure_judge(model, tokenizer, pairs: list[dict], max_new_tokens: int = 48)
     serl = run(lambda p: serl_judge_messages(p["question"], p["response_1"], p["response_2"]))
     srr1 = run(lambda p: srr1_judge_messages(p["question"], p["response_1"], p["response_2"]))
     def located(text: str, p: dict) -> bool:
-        # Did the check name the first step where the two solutions differ?
+        # first_diff/walk styles: did the check name the first step where the two differ?
         lines = zip(p["response_1"].splitlines(), p["response_2"].splitlines())
         first = next(i for i, (a, b) in enumerate(lines) if a != b) + 1
         named = re.search(r"Step (\d+):", text)
         return named is not None and int(named.group(1)) == first
 
+    def solved(text: str, p: dict) -> bool:
+        # solve style: is the judge's own answer the right one?
+        mine = re.search(r"My answer: (-?\d+)", text)
+        return mine is not None and mine.group(1) == str(p["answer"])
+
     serl_ok = [parse_serl(t) == p["winner"] for t, p in zip(serl, pairs)]
     srr1_ok = [parse_srr1(t) == "AB"[p["winner"] - 1] for t, p in zip(srr1, pairs)]
+
+    def share(hit) -> tuple[float, float]:
+        hits = [hit(t, p) for t, p in zip(serl, pairs)]
+        right = sum(ok for ok, h in zip(serl_ok, hits) if h)
+        return sum(hits) / len(pairs), right / max(1, sum(hits))
+
+    (located_share, when_located), (solved_share, when_solved) = share(located), share(solved)
     return {"serl_accuracy": sum(serl_ok) / len(pairs), "srr1_accuracy": sum(srr1_ok) / len(pairs),
             "serl_parse_failures": sum(parse_serl(t) is None for t in serl),
             "srr1_parse_failures": sum(parse_srr1(t) is None for t in srr1), "n": len(pairs),
-            "serl_located": sum(located(t, p) for t, p in zip(serl, pairs)) / len(pairs),
-            "serl_accuracy_when_located": sum(ok for ok, t, p in zip(serl_ok, serl, pairs) if located(t, p))
-            / max(1, sum(located(t, p) for t, p in zip(serl, pairs))),
+            "serl_located": located_share, "serl_accuracy_when_located": when_located,
+            "serl_solved": solved_share, "serl_accuracy_when_solved": when_solved,
             "examples": [{"winner": p["winner"], "output": t} for t, p in zip(serl[:12], pairs)]}

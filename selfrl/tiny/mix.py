@@ -6,7 +6,9 @@ Four skills, one per recipe that needs the policy to do more than solve:
 - ``self_instruct``: SeRL's few-shot prompt → one new problem (self-play);
 - ``judge_serl`` / ``judge_srr1``: a right and a wrong solution → the right side, in SERL's
   ``\\boxed{1}`` and SR-R1's ``Winner: response A`` formats (self-judging);
-- ``srl_step``: the problem and the first k-1 steps → ``<think>…</think>`` then step k (SRL).
+- ``srl_step``: the problem and the first k-1 steps → ``<think>…</think>`` then step k (SRL);
+- ``facts``: a drill of the ``a op b`` calculations the solutions use → each with its result
+  (a curriculum row, not a recipe skill: about twenty facts for the tokens of one solution).
 
 Rows are TRL prompt-completion conversations, so the loss falls on the completion only.
 """
@@ -37,6 +39,7 @@ class MixWeights:
     judge_serl: float = 0.09
     judge_srr1: float = 0.09
     srl_step: float = 0.10
+    facts: float = 0.0  # off in the shipped build (RESULTS.md: the drill did not help)
 
 
 def _assistant(text: str) -> list[dict]:
@@ -52,7 +55,24 @@ def self_instruct_row(pool: list[ArithProblem], target: ArithProblem, rng: rando
     return {"prompt": self_instruct_messages(examples), "completion": _assistant(target.question)}
 
 
-JUDGE_STYLES = ("none", "first_diff", "walk", "solve_step", "walk_solve_step")
+JUDGE_STYLES = ("none", "first_diff", "walk", "solve_step", "walk_solve_step", "solve")
+
+_CALC = re.compile(r"(\d+) ([-+*]) (\d+) = (\d+)")
+
+
+def facts_row(problems: list[ArithProblem]) -> dict:
+    """A drill row: the calculations in ``problems``' solutions, each then its result.
+
+    >>> from selfrl.data.arith import ArithGenerator
+    >>> row = facts_row([ArithGenerator(ArithSpec(), seed=3).sample() for _ in range(4)])
+    >>> q, a = row["prompt"][0]["content"].splitlines(), row["completion"][0]["content"].splitlines()
+    >>> len(q) == len(a) and all(x.startswith(y + " = ") for x, y in zip(a, q))
+    True
+    """
+    calcs = [m.groups() for p in problems for step in p.steps for m in _CALC.finditer(step)]
+    question = "\n".join(f"{a} {op} {b}" for a, op, b, _ in calcs)
+    answer = "\n".join(f"{a} {op} {b} = {r}" for a, op, b, r in calcs)
+    return {"prompt": [{"role": "user", "content": question}], "completion": _assistant(answer)}
 
 
 def judge_rows(p: ArithProblem, rng: random.Random, style: str = "first_diff") -> tuple[dict, dict]:
@@ -62,7 +82,9 @@ def judge_rows(p: ArithProblem, rng: random.Random, style: str = "first_diff") -
     prompt asks); ``first_diff`` (the question's sentence for the first step where the two
     solutions differ, then each side's version of that step); ``walk`` (the same, preceded
     by one ``k. same: …`` line per agreeing step, so the model finds the differing step by
-    walking the two solutions in order instead of jumping to it).  The comparison comes
+    walking the two solutions in order instead of jumping to it); ``solve`` (the judge
+    solves the problem itself, then names each side's final answer: the verdict is the side
+    that matches, so a judge is right whenever its own solution is).  The comparison comes
     *before* the verdict, so a small model decides on one step it can check rather than
     on two whole solutions (the parsers read the single box or winner line after it).
 
@@ -87,6 +109,10 @@ def judge_rows(p: ArithProblem, rng: random.Random, style: str = "first_diff") -
     def check(first: bool, labels: tuple[str, str]) -> str:
         if style == "none":
             return ""
+        if style == "solve":
+            a, b = (p.answer, wrong) if first else (wrong, p.answer)
+            mine = "".join(f"{i}. {s}\n" for i, s in enumerate(p.steps, start=1))
+            return f"{mine}My answer: {p.answer}.\n{labels[0]}: {a}.\n{labels[1]}: {b}.\n"
         a, b = (right, wrong_eq) if first else (wrong_eq, right)
         head = walked if style.startswith("walk") else ""
         return f"{head}Step {bad + 1}: {own}\n{labels[0]}: {a}.\n{labels[1]}: {b}.\n"
@@ -149,6 +175,8 @@ def build_mix(n_rows: int, spec: ArithSpec, exclude: set[str], seed: int,
             rows.append(self_instruct_row(pool, p, rng))
         elif kind == "srl_step":
             rows.append(srl_row(p, rng))
+        elif kind == "facts":
+            rows.append(facts_row([p] + [fresh() for _ in range(11)]))
         else:
             serl, srr1 = judge_rows(p, rng, judge_style)
             rows.append(serl if kind == "judge_serl" else srr1)
