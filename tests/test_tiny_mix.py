@@ -70,3 +70,16 @@ def test_facts_rows_and_mix_doctests():
                    for line in r["completion"][0]["content"].splitlines())
 
     assert not any(map(is_drill, default)) and any(map(is_drill, drilled))
+
+
+def test_build_mix_weights():
+    import doctest
+
+    from selfrl.tiny import build as build_mod
+    from selfrl.tiny.build import TinyBuildConfig, mix_weights
+    from selfrl.tiny.mix import MixWeights
+
+    assert doctest.testmod(build_mod).failed == 0
+    assert mix_weights(TinyBuildConfig()) == MixWeights()  # the shipped build's mix, exactly
+    with pytest.raises(ValueError, match="> 1"):
+        mix_weights(TinyBuildConfig(solve_share=0.9, facts_share=0.2))

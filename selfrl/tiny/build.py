@@ -45,6 +45,7 @@ class TinyBuildConfig:
     judge_style: str = "first_diff"  # the check judges write before the verdict (mix.JUDGE_STYLES)
     judge_max_new_tokens: int = 48
     solve_share: float = 0.67
+    facts_share: float = 0.0  # calculation-drill rows (mix.facts_row); the other skills share the rest
     # training (one pass over max_steps * batch_size fresh rows)
     max_steps: int = 2000
     batch_size: int = 8
@@ -139,6 +140,23 @@ def train(cfg: TinyBuildConfig, output: Path, rows: list[dict], tokenizer, model
     return {"train_loss": result.training_loss, "steps": result.global_step}
 
 
+def mix_weights(cfg: TinyBuildConfig) -> MixWeights:
+    """The mix: ``solve_share`` and ``facts_share`` as given, the other skills scaled from
+    their defaults to share the rest.
+
+    >>> w = mix_weights(TinyBuildConfig(solve_share=0.5, facts_share=0.2))
+    >>> round(sum(vars(w).values()), 6), w.facts, round(w.srl_step / w.judge_serl, 6)
+    (1.0, 0.2, 1.111111)
+    """
+    default = MixWeights()
+    others = {k: v for k, v in vars(default).items() if k not in ("solve", "facts")}
+    rest = (1.0 - cfg.solve_share - cfg.facts_share) / (1.0 - default.solve - default.facts)
+    if rest < 0:
+        raise ValueError(f"solve_share + facts_share = {cfg.solve_share + cfg.facts_share} > 1")
+    scaled = {k: v * rest for k, v in others.items()}
+    return MixWeights(solve=cfg.solve_share, facts=cfg.facts_share, **scaled)
+
+
 def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
     """Build, save and measure the embedded model; returns the report."""
     output = Path(output)
@@ -149,10 +167,7 @@ def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
                      max_value=cfg.max_value)
     splits = make_splits(ArithSplits(spec=spec, hard_spec=hard), seed=0)
     held_out = {p.question for p in splits["test"] + splits["test_hard"]}
-    rest = (1.0 - cfg.solve_share) / (1.0 - MixWeights().solve)
-    weights = MixWeights(solve=cfg.solve_share, **{k: v * rest for k, v in vars(MixWeights()).items()
-                                                     if k != "solve"})
-    rows = build_mix(cfg.max_steps * cfg.batch_size, spec, held_out, cfg.seed, weights,
+    rows = build_mix(cfg.max_steps * cfg.batch_size, spec, held_out, cfg.seed, mix_weights(cfg),
                      judge_style=cfg.judge_style)
     tokenizer = build_tokenizer((render(r) for r in rows), vocab_size=cfg.vocab_size)
     model = make_model(cfg, tokenizer)
