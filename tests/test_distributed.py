@@ -121,14 +121,7 @@ def test_two_processes_match_one_process(make_config, tmp_path):
     one.fit()
 
     two_cfg = make_config("two", extra=extra)
-    path = tmp_path / "two.yaml"
-    path.write_text(yaml.safe_dump(two_cfg))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), "-m", "selfrl.cli", "train", str(path)]
-    done = _run_killing_the_group(cmd, timeout=120, cwd=tmp_path, env=env)
+    done = _launch_two(two_cfg, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     two_dir = Path(two_cfg["logging"]["run_dir"])
