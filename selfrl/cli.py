@@ -27,9 +27,9 @@ def cmd_data_arith(args: argparse.Namespace) -> None:
     from selfrl.data.arith_files import ArithSplits, write_arith
 
     spec = ArithSpec(min_ops=args.min_ops, max_ops=args.max_ops, max_number=args.max_number,
-                     max_value=args.max_value)
+                     max_value=args.max_value, p_mul=args.p_mul)
     hard = ArithSpec(min_ops=args.max_ops + 1, max_ops=args.max_ops + 2, max_number=args.max_number,
-                     max_value=args.max_value)
+                     max_value=args.max_value, p_mul=args.p_mul)
     splits = ArithSplits(n_seed=args.n_seed, n_train=args.n_train, n_test=args.n_test,
                          n_test_hard=args.n_test_hard, spec=spec, hard_spec=hard)
     counts = write_arith(args.output, splits, seed=args.seed)
@@ -359,6 +359,8 @@ def _add_data_commands(sub) -> None:
     arith.add_argument("--max-number", type=int, default=ArithSpec.max_number, help="largest operand")
     arith.add_argument("--max-value", type=int, default=ArithSpec.max_value,
                        help="largest intermediate value")
+    arith.add_argument("--p-mul", type=float, default=ArithSpec.p_mul,
+                       help="how often multiplication is drawn (0: addition and subtraction only)")
     arith.set_defaults(func=cmd_data_arith)
 
     srl = data_sub.add_parser("srl", help="SRL instances (steps 1..k-1 as context, step k as target)")

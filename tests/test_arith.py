@@ -101,10 +101,20 @@ def test_to_row_fields():
     {"min_ops": 3, "max_ops": 2},
     {"max_number": 1},
     {"max_number": 50, "max_value": 40},
+    {"p_mul": -0.1},
+    {"p_mul": 1.5},
 ])
 def test_spec_validation(kwargs):
     with pytest.raises(ValueError):
         ArithSpec(**kwargs)
+
+
+def test_p_mul_zero_means_no_multiplication():
+    problems = _sample(ArithSpec(min_ops=2, max_ops=4, max_value=20, p_mul=0.0), 3, 400)
+    assert not any("*" in p.solution for p in problems)
+    # ... while the default draws some, at the start and in later steps alike.
+    default = _sample(ArithSpec(min_ops=2, max_ops=4, max_value=20), 3, 400)
+    assert any("*" in p.steps[0] for p in default) and any("*" in s for p in default for s in p.steps[1:])
 
 
 # --- corrupt_solution ---------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -49,6 +50,15 @@ def test_data_arith_writes_every_file(tmp_path):
     for name in ("seed", "train", "test", "test_hard", "trajectories", "selfinstruct_prompts",
                  "judge_train", "judge_test", "preference_train", "preference_test"):
         assert (tmp_path / f"{name}.jsonl").stat().st_size > 0
+
+
+def test_data_arith_difficulty_options(tmp_path):
+    rc = main(["data", "arith", "--output", str(tmp_path), "--n-seed", "10", "--n-train", "200",
+               "--n-test", "10", "--n-test-hard", "10", "--max-value", "20", "--p-mul", "0"])
+    assert rc == 0
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert not any("*" in r["solution"] for r in rows)
+    assert max(int(n) for r in rows for n in re.findall(r"\d+", r["solution"])) <= 20
 
 
 @pytest.mark.parametrize("content, expected", [

@@ -85,6 +85,8 @@ class ArithSpec:
     p_mul: float = 0.2
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.p_mul <= 1.0:
+            raise ValueError(f"need 0 <= p_mul <= 1, got {self.p_mul}")
         if not 1 <= self.min_ops <= self.max_ops:
             raise ValueError(f"need 1 <= min_ops <= max_ops, got {self.min_ops}, {self.max_ops}")
         if self.max_number < 2 or self.max_value < self.max_number:
@@ -156,7 +158,7 @@ class ArithGenerator:
     def _operation(self, value: int, fmt: dict) -> tuple[int, str, str]:
         r, s = self.rng, self.spec
         kinds = ["add", "sub"]
-        if value * 2 <= s.max_value:
+        if s.p_mul > 0 and value * 2 <= s.max_value:
             kinds += ["mul"] * max(1, round(s.p_mul * 10))
         if value < 3:
             kinds = [k for k in kinds if k != "sub"]

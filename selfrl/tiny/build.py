@@ -13,7 +13,7 @@ import json
 import random
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ class TinyBuildConfig:
     max_ops: int = ArithSpec.max_ops
     max_number: int = ArithSpec.max_number
     max_value: int = ArithSpec.max_value
+    p_mul: float = ArithSpec.p_mul
     judge_style: str = "first_diff"  # the check judges write before the verdict (mix.JUDGE_STYLES)
     judge_max_new_tokens: int = 48
     solve_share: float = 0.67
@@ -162,9 +163,8 @@ def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
     output = Path(output)
     t0 = time.time()
     spec = ArithSpec(min_ops=cfg.min_ops, max_ops=cfg.max_ops, max_number=cfg.max_number,
-                     max_value=cfg.max_value)
-    hard = ArithSpec(min_ops=cfg.max_ops + 1, max_ops=cfg.max_ops + 2, max_number=cfg.max_number,
-                     max_value=cfg.max_value)
+                     max_value=cfg.max_value, p_mul=cfg.p_mul)
+    hard = replace(spec, min_ops=cfg.max_ops + 1, max_ops=cfg.max_ops + 2)
     splits = make_splits(ArithSplits(spec=spec, hard_spec=hard), seed=0)
     held_out = {p.question for p in splits["test"] + splits["test_hard"]}
     rows = build_mix(cfg.max_steps * cfg.batch_size, spec, held_out, cfg.seed, mix_weights(cfg),

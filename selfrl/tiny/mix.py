@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from selfrl.data.arith import ArithGenerator, ArithProblem, ArithSpec, corrupt_solution
 from selfrl.data.arith_files import N_FEWSHOT
@@ -151,8 +151,7 @@ def build_mix(n_rows: int, spec: ArithSpec, exclude: set[str], seed: int,
     """Draw ``n_rows`` training rows; no question in ``exclude`` (the held-out sets) appears."""
     rng = random.Random(seed)
     gen = ArithGenerator(spec, seed)
-    hard = ArithGenerator(ArithSpec(min_ops=1, max_ops=spec.max_ops + 1,
-                                    max_number=spec.max_number, max_value=spec.max_value), seed + 1)
+    hard = ArithGenerator(replace(spec, min_ops=1, max_ops=spec.max_ops + 1), seed + 1)
 
     def fresh() -> ArithProblem:
         # Mostly the training difficulty, sometimes shorter or longer chains.
