@@ -294,17 +294,13 @@ def trl_config(output_dir: Path, shape: StepShape):
     )
 
 
-def time_trl(model_dir: Path, train_file: Path, workdir: Path, shape: StepShape) -> dict:
-    """Warm up, then time ``shape.steps`` optimizer steps of TRL's GRPOTrainer."""
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+def _trl_timers(clock: dict[str, float], records: list[StepRecord], warmup: int) -> tuple[type, type]:
+    """A GRPOTrainer that adds up, per optimizer step, the time in generation, scoring and the
+    whole rollout into ``clock``, and a callback that turns ``clock`` into one record a step."""
+    from transformers import TrainerCallback
     from trl import GRPOTrainer
 
-    from selfrl.data.io import read_rows
-
     class TimedGRPOTrainer(GRPOTrainer):
-        """Adds up, per optimizer step, the time in generation, scoring and the whole rollout."""
-
         def _generate(self, prompts):
             t = time.perf_counter()
             out = super()._generate(prompts)
@@ -332,7 +328,7 @@ def time_trl(model_dir: Path, train_file: Path, workdir: Path, shape: StepShape)
 
         def on_step_end(self, args, state, control, **kwargs):
             step_s = time.perf_counter() - clock["t0"]
-            if state.global_step <= shape.warmup:
+            if state.global_step <= warmup:
                 return
             records.append(StepRecord(
                 step_s=step_s, rollout_s=clock["rollout"], score_s=clock["score"],
@@ -341,9 +337,20 @@ def time_trl(model_dir: Path, train_file: Path, workdir: Path, shape: StepShape)
                 prompt_tokens=int(clock["prompt_tokens"]), generated_tokens=int(clock["generated_tokens"]),
                 trained_tokens=int(clock["generated_tokens"])))
 
+    return TimedGRPOTrainer, StepTimer
+
+
+def time_trl(model_dir: Path, train_file: Path, workdir: Path, shape: StepShape) -> dict:
+    """Warm up, then time ``shape.steps`` optimizer steps of TRL's GRPOTrainer."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+
+    from selfrl.data.io import read_rows
+
     clock: dict[str, float] = dict.fromkeys(
         ["t0", "rollout", "score", "collect", "prompt_tokens", "generated_tokens"], 0.0)
     records: list[StepRecord] = []
+    TimedGRPOTrainer, StepTimer = _trl_timers(clock, records, shape.warmup)
     rows = read_rows(str(train_file))
     dataset = Dataset.from_list([{"prompt": r["prompt"], "answer": str(r["answer"])} for r in rows])
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

@@ -440,57 +440,30 @@ class Trainer:
 
     def update(self, batch: RolloutBatch) -> dict:
         """PPO epochs over mini-batches; micro-batches accumulate gradients."""
-        a, t = self.cfg.algorithm, self.cfg.train
+        a = self.cfg.algorithm
         self.model.train()
         B = len(batch)
         lengths = torch.tensor([len(c) for c in batch.completion_ids], dtype=torch.float32)
         sums: dict[str, float] = {}
-        skipped = 0
-        n_updates = 0
-        epochs_run = 0
+        grad_norms: list[float] = []
+        skipped = epochs_run = 0
         for _ in range(a.ppo_epochs):
             epochs_run += 1
             epoch_kl: list[float] = []
             shuffle = a.ppo_epochs > 1 or a.mini_batches > 1
             order = torch.randperm(B, generator=self.generator).tolist() if shuffle else list(range(B))
             for mb in _chunks(order, B // a.mini_batches):
-                self.optimizer.zero_grad(set_to_none=True)
-                # Global counts: the per-process losses add up to the loss of the whole mini-batch.
-                n_tok = self.dist.sum_scalar(float(lengths[mb].sum()))
-                n_seq = int(self.dist.sum_scalar(len(mb)))
-                finite = True
-                grouped = _prompt_major(batch.prompt_ids, mb) if self._share_prompts else mb
-                for micro in _chunks(grouped, t.micro_batch_size):
-                    loss, m = self._micro_loss(batch, micro, n_tok, n_seq)
-                    if not torch.isfinite(loss):
-                        finite = False
-                        break
-                    loss.backward()
-                    for k, v in m.items():
-                        sums[k] = sums.get(k, 0.0) + v * len(micro) / B / a.ppo_epochs
-                    epoch_kl.append(m.get("policy/approx_kl", 0.0))
-                if self.critic is not None:
-                    for k, v in self._critic_update(batch, mb, n_tok).items():
-                        sums[k] = sums.get(k, 0.0) + v * len(mb) / B / a.ppo_epochs
-                finite = self.dist.all_true(finite)
-                if finite:
-                    self.dist.all_reduce_grads(self.model.parameters())
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    [p for p in self.model.parameters() if p.requires_grad], t.max_grad_norm)
-                if not finite or not torch.isfinite(grad_norm):
-                    self.optimizer.zero_grad(set_to_none=True)
+                grad_norm = self._mini_batch_step(batch, mb, lengths, sums, epoch_kl)
+                if grad_norm is None:
                     skipped += 1
-                    continue
-                self.optimizer.step()
-                self.scheduler.step()
-                n_updates += 1
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+                else:
+                    grad_norms.append(grad_norm)
             if a.early_stop_kl is not None and self._mean_kl(epoch_kl) > a.early_stop_kl:
                 break  # the policy moved far enough from the rollout policy for this batch
         if epochs_run < a.ppo_epochs:  # stopped early on KL: per-epoch means over the epochs run
-            sums = {k: v if k == "grad_norm" else v * a.ppo_epochs / epochs_run for k, v in sums.items()}
-        if n_updates:
-            sums["grad_norm"] /= n_updates
+            sums = {k: v * a.ppo_epochs / epochs_run for k, v in sums.items()}
+        if grad_norms:
+            sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
         sums["ppo/epochs_run"] = epochs_run
         sums = self.dist.mean_metrics(sums)
         if self.kl_ctl is not None:
@@ -499,6 +472,45 @@ class Trainer:
         sums["update/skipped_nonfinite"] = skipped
         self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
         return sums
+
+    def _mini_batch_step(self, batch: RolloutBatch, mb: list[int], lengths: torch.Tensor,
+                         sums: dict[str, float], epoch_kl: list[float]) -> float | None:
+        """One optimizer step on the rows ``mb``; adds their metrics to ``sums``.
+
+        Returns the gradient norm, or ``None`` when a loss or the gradient was not finite on any
+        process (the step is then skipped everywhere).
+        """
+        a, t = self.cfg.algorithm, self.cfg.train
+        B = len(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        # Global counts: the per-process losses add up to the loss of the whole mini-batch.
+        n_tok = self.dist.sum_scalar(float(lengths[mb].sum()))
+        n_seq = int(self.dist.sum_scalar(len(mb)))
+        finite = True
+        grouped = _prompt_major(batch.prompt_ids, mb) if self._share_prompts else mb
+        for micro in _chunks(grouped, t.micro_batch_size):
+            loss, m = self._micro_loss(batch, micro, n_tok, n_seq)
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            loss.backward()
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v * len(micro) / B / a.ppo_epochs
+            epoch_kl.append(m.get("policy/approx_kl", 0.0))
+        if self.critic is not None:
+            for k, v in self._critic_update(batch, mb, n_tok).items():
+                sums[k] = sums.get(k, 0.0) + v * len(mb) / B / a.ppo_epochs
+        finite = self.dist.all_true(finite)
+        if finite:
+            self.dist.all_reduce_grads(self.model.parameters())
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], t.max_grad_norm)
+        if not finite or not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(grad_norm)
 
     def _mean_kl(self, epoch_kl: list[float]) -> float:
         """The epoch's mean approximate KL, averaged over processes (0 when none was measured)."""
