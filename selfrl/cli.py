@@ -23,13 +23,14 @@ def _int_list(text: str) -> tuple[int, ...]:
 # --- selfrl data arith ----------------------------------------------------------------
 
 def cmd_data_arith(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from selfrl.data.arith import ArithSpec
     from selfrl.data.arith_files import ArithSplits, write_arith
 
     spec = ArithSpec(min_ops=args.min_ops, max_ops=args.max_ops, max_number=args.max_number,
                      max_value=args.max_value, p_mul=args.p_mul)
-    hard = ArithSpec(min_ops=args.max_ops + 1, max_ops=args.max_ops + 2, max_number=args.max_number,
-                     max_value=args.max_value, p_mul=args.p_mul)
+    hard = replace(spec, min_ops=args.max_ops + 1, max_ops=args.max_ops + 2)
     splits = ArithSplits(n_seed=args.n_seed, n_train=args.n_train, n_test=args.n_test,
                          n_test_hard=args.n_test_hard, spec=spec, hard_spec=hard)
     counts = write_arith(args.output, splits, seed=args.seed)
