@@ -83,3 +83,27 @@ def test_build_mix_weights():
     assert mix_weights(TinyBuildConfig()) == MixWeights()  # the shipped build's mix, exactly
     with pytest.raises(ValueError, match="> 1"):
         mix_weights(TinyBuildConfig(solve_share=0.9, facts_share=0.2))
+
+
+def test_direct_rows_answer_without_working_and_come_only_with_a_share():
+    from selfrl.tiny.build import TinyBuildConfig, mix_weights, solving_modes
+    from selfrl.tiny.mix import build_mix, direct_row, solve_row
+
+    p = _problems(1)[0]
+    direct, worked = direct_row(p), solve_row(p)
+    assert direct["prompt"] == worked["prompt"]  # same question, same chat prompt
+    text = direct["completion"][0]["content"]
+    last_line = worked["completion"][0]["content"].splitlines()[-1]
+    assert text == last_line == f"The answer is \\boxed{{{p.answer}}}."
+
+    def n_direct(rows: list[dict]) -> int:
+        return sum(r["completion"][0]["content"].startswith("The answer is") for r in rows)
+
+    spec = ArithSpec()
+    assert n_direct(build_mix(200, spec, set(), seed=0)) == 0
+    w = mix_weights(TinyBuildConfig(solve_share=0.37, direct_share=0.45))
+    assert w.solve_direct == 0.45 and abs(sum(vars(w).values()) - 1) < 1e-9
+    assert 60 < n_direct(build_mix(200, spec, set(), seed=0, weights=w)) < 120
+    modes = solving_modes([{"greedy": direct["completion"][0]["content"], "greedy_correct": True},
+                           {"greedy": worked["completion"][0]["content"], "greedy_correct": False}])
+    assert modes == {"worked_share": 0.5, "worked_accuracy": 0.0, "direct_accuracy": 1.0}

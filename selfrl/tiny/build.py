@@ -47,6 +47,7 @@ class TinyBuildConfig:
     judge_max_new_tokens: int = 48
     solve_share: float = 0.67
     facts_share: float = 0.0  # calculation-drill rows (mix.facts_row); the other skills share the rest
+    direct_share: float = 0.0  # answer-only solving rows (mix.direct_row), as facts_share
     # training (one pass over max_steps * batch_size fresh rows)
     max_steps: int = 2000
     batch_size: int = 8
@@ -142,20 +143,21 @@ def train(cfg: TinyBuildConfig, output: Path, rows: list[dict], tokenizer, model
 
 
 def mix_weights(cfg: TinyBuildConfig) -> MixWeights:
-    """The mix: ``solve_share`` and ``facts_share`` as given, the other skills scaled from
-    their defaults to share the rest.
+    """The mix: ``solve_share``, ``facts_share`` and ``direct_share`` as given, the other
+    skills scaled from their defaults to share the rest.
 
     >>> w = mix_weights(TinyBuildConfig(solve_share=0.5, facts_share=0.2))
     >>> round(sum(vars(w).values()), 6), w.facts, round(w.srl_step / w.judge_serl, 6)
     (1.0, 0.2, 1.111111)
     """
     default = MixWeights()
-    others = {k: v for k, v in vars(default).items() if k not in ("solve", "facts")}
-    rest = (1.0 - cfg.solve_share - cfg.facts_share) / (1.0 - default.solve - default.facts)
+    given = {"solve": cfg.solve_share, "facts": cfg.facts_share, "solve_direct": cfg.direct_share}
+    others = {k: v for k, v in vars(default).items() if k not in given}
+    rest = (1.0 - sum(given.values())) / (1.0 - sum(getattr(default, k) for k in given))
     if rest < 0:
-        raise ValueError(f"solve_share + facts_share = {cfg.solve_share + cfg.facts_share} > 1")
+        raise ValueError(f"solve_share + facts_share + direct_share = {sum(given.values())} > 1")
     scaled = {k: v * rest for k, v in others.items()}
-    return MixWeights(solve=cfg.solve_share, facts=cfg.facts_share, **scaled)
+    return MixWeights(**given, **scaled)
 
 
 def build(output: str | Path, cfg: TinyBuildConfig = TinyBuildConfig()) -> dict:
@@ -196,15 +198,30 @@ def measure(model, tokenizer, splits, cfg: TinyBuildConfig) -> dict:
     from selfrl.eval.evaluate import EvalSettings, evaluate
 
     test_rows = [problem_row(p, "test", i) for i, p in enumerate(splits["test"][:cfg.report_problems])]
-    metrics, _ = evaluate(model, tokenizer, test_rows,
-                          EvalSettings(n=cfg.report_n, ks=(1, cfg.report_n), max_new_tokens=128),
-                          progress=True)
+    metrics, samples = evaluate(model, tokenizer, test_rows,
+                                EvalSettings(n=cfg.report_n, ks=(1, cfg.report_n), max_new_tokens=128),
+                                progress=True)
+    metrics["greedy_modes"] = solving_modes(samples)
     rng = random.Random(cfg.seed + 7)
     n = cfg.report_problems
     return {"eval": metrics,
             "self_instruct": measure_self_instruct(model, tokenizer, splits["seed"], rng, min(200, n)),
             "judge": measure_judge(model, tokenizer, judge_rows(splits["test"][:n], rng),
                                    cfg.judge_max_new_tokens)}
+
+
+def solving_modes(samples: list[dict]) -> dict:
+    """How greedy solutions answer: worked (numbered steps) or direct, and each one's accuracy.
+
+    >>> solving_modes([{"greedy": "1. a\\nThe answer is 3.", "greedy_correct": True},
+    ...                {"greedy": "The answer is 4.", "greedy_correct": False}])
+    {'worked_share': 0.5, 'worked_accuracy': 1.0, 'direct_accuracy': 0.0}
+    """
+    worked = [s["greedy_correct"] for s in samples if s["greedy"].lstrip().startswith("1.")]
+    direct = [s["greedy_correct"] for s in samples if not s["greedy"].lstrip().startswith("1.")]
+    return {"worked_share": len(worked) / max(1, len(samples)),
+            "worked_accuracy": sum(worked) / max(1, len(worked)),
+            "direct_accuracy": sum(direct) / max(1, len(direct))}
 
 
 def measure_self_instruct(model, tokenizer, seeds, rng: random.Random, n_prompts: int = 200) -> dict:

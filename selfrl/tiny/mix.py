@@ -7,6 +7,9 @@ Four skills, one per recipe that needs the policy to do more than solve:
 - ``judge_serl`` / ``judge_srr1``: a right and a wrong solution → the right side, in SERL's
   ``\\boxed{1}`` and SR-R1's ``Winner: response A`` formats (self-judging);
 - ``srl_step``: the problem and the first k-1 steps → ``<think>…</think>`` then step k (SRL);
+- ``solve_direct``: the problem → only ``The answer is \\boxed{N}.``, no working (the
+  answer-only solutions that fill real corpora; off in the shipped build unless
+  ``TinyBuildConfig.direct_share`` says so);
 - ``facts``: a drill of the ``a op b`` calculations the solutions use → each with its result
   (a curriculum row, not a recipe skill: about twenty facts for the tokens of one solution).
 
@@ -40,6 +43,7 @@ class MixWeights:
     judge_srr1: float = 0.09
     srl_step: float = 0.10
     facts: float = 0.0  # off in the shipped build (RESULTS.md: the drill did not help)
+    solve_direct: float = 0.0
 
 
 def _assistant(text: str) -> list[dict]:
@@ -48,6 +52,12 @@ def _assistant(text: str) -> list[dict]:
 
 def solve_row(p: ArithProblem) -> dict:
     return {"prompt": solve_messages(p.question), "completion": _assistant(p.solution)}
+
+
+def direct_row(p: ArithProblem) -> dict:
+    """The problem answered without working: the last line of the expert solution only."""
+    return {"prompt": solve_messages(p.question),
+            "completion": _assistant(f"The answer is \\boxed{{{p.answer}}}.")}
 
 
 def self_instruct_row(pool: list[ArithProblem], target: ArithProblem, rng: random.Random) -> dict:
@@ -170,6 +180,8 @@ def build_mix(n_rows: int, spec: ArithSpec, exclude: set[str], seed: int,
         p = fresh()
         if kind == "solve":
             rows.append(solve_row(p))
+        elif kind == "solve_direct":
+            rows.append(direct_row(p))
         elif kind == "self_instruct":
             rows.append(self_instruct_row(pool, p, rng))
         elif kind == "srl_step":
