@@ -1,9 +1,16 @@
-"""Shared fixtures: a tiny random model, a small arith data folder, a reward file, and a
-helper that builds training configs pointing at them (all tiny, so each run takes ~1 s)."""
+"""Shared fixtures: a tiny random model, a small arith data folder, a reward file, a helper
+that builds training configs pointing at them (all tiny, so each run takes ~1 s), and one
+that runs a config on two processes."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,3 +100,45 @@ def write_config(make_config, tmp_path):
         return path
 
     return write
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_killing_the_group(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on timeout kill the whole group (launcher and
+    workers), so that a deadlocked collective cannot hang the test suite."""
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"2-process run timed out after {timeout} s:\n{out[-2000:]}\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.fixture
+def launch_two(tmp_path) -> Callable[..., subprocess.CompletedProcess]:
+    """``launch_two(cfg)``: ``selfrl train`` on the config under ``accelerate launch --multi_gpu
+    --num_processes 2`` (gloo on CPU), one intra-op thread per process."""
+    import yaml
+
+    def run(cfg: dict, timeout: float = 150) -> subprocess.CompletedProcess:
+        path = tmp_path / f"{Path(cfg['logging']['run_dir']).name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        env.pop("WORLD_SIZE", None)
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_free_port()), "-m", "selfrl.cli", "train", str(path)]
+        return _run_killing_the_group(cmd, timeout=timeout, cwd=tmp_path, env=env)
+
+    return run

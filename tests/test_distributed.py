@@ -5,30 +5,16 @@ of processes; ``prompts_per_step`` must divide by it."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from selfrl.algorithms import LOSS_AGGREGATIONS, aggregate_loss
 from selfrl.config.schema import RunConfig
 from selfrl.trainer import distributed
 from selfrl.trainer.distributed import DistContext, global_advantages, group_seed, shard_size
 from selfrl.trainer.trainer import Trainer
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -97,21 +83,7 @@ def test_one_process_context_is_the_identity():
 # --- two processes ----------------------------------------------------------------------
 
 
-def _run_killing_the_group(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in its own process group; on timeout kill the whole group (launcher and
-    workers), so that a deadlocked collective cannot hang the test suite."""
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"2-process run timed out after {timeout} s:\n{out[-2000:]}\n{err[-2000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
-def test_two_processes_match_one_process(make_config, tmp_path):
+def test_two_processes_match_one_process(make_config, launch_two):
     """``accelerate launch --multi_gpu --num_processes 2`` on CPU (gloo), 2 steps of REINFORCE++
     (advantages whitened over the whole batch) with token-mean: the final weights and the
     batch metrics equal those of one process with the same global batch (4 prompts x 4)."""
@@ -121,7 +93,7 @@ def test_two_processes_match_one_process(make_config, tmp_path):
     one.fit()
 
     two_cfg = make_config("two", extra=extra)
-    done = _launch_two(two_cfg, tmp_path)
+    done = launch_two(two_cfg)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     two_dir = Path(two_cfg["logging"]["run_dir"])
@@ -140,18 +112,7 @@ def test_two_processes_match_one_process(make_config, tmp_path):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
 
 
-def _launch_two(cfg: dict, tmp_path: Path, timeout: float = 150) -> subprocess.CompletedProcess:
-    path = tmp_path / f"{Path(cfg['logging']['run_dir']).name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), "-m", "selfrl.cli", "train", str(path)]
-    return _run_killing_the_group(cmd, timeout=timeout, cwd=tmp_path, env=env)
-
-
-def test_self_play_on_two_processes_shares_one_problem_pool(make_config, arith_dir, tmp_path):
+def test_self_play_on_two_processes_shares_one_problem_pool(make_config, arith_dir, launch_two):
     """SeRL with 2 processes: each samples half of the instruction prompts, every rank filters
     all of them, and the trained problems of both ranks join one pool (the recipe stops the run
     if the ranks' pools ever differ); rank 0 records every rank's groups."""
@@ -161,7 +122,7 @@ def test_self_play_on_two_processes_shares_one_problem_pool(make_config, arith_d
         "train": {"steps": 2, "prompts_per_step": 4},
         "recipe_args": {"gen_prompts_per_round": 4, "gen_max_rounds": 2, "gen_max_new_tokens": 24,
                         "rouge_threshold": 0.99, "difficulty_bounds": [0.0, 1.0]}})
-    done = _launch_two(cfg, tmp_path)
+    done = launch_two(cfg)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run_dir = Path(cfg["logging"]["run_dir"])
     for step in (1, 2):
@@ -172,14 +133,14 @@ def test_self_play_on_two_processes_shares_one_problem_pool(make_config, arith_d
     assert [r["step"] for r in _metrics(run_dir) if "reward/mean" in r] == [1, 2]
 
 
-def test_self_judging_on_two_processes(make_config, tmp_path):
+def test_self_judging_on_two_processes(make_config, launch_two):
     """SERL with 2 processes: judge samples are trained on every rank with the global token
     counts in their loss weights, and the run completes with finite metrics."""
     cfg = make_config("serl_judge2", extra={
         "recipe": "serl_judge", "recipe_args": {"judge_samples": 2, "judge_max_new_tokens": 6},
         "rewards": [], "data": {"require_answer": False},
         "train": {"steps": 2, "prompts_per_step": 4, "micro_batch_size": 4}})
-    done = _launch_two(cfg, tmp_path)
+    done = launch_two(cfg)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     step = [r for r in _metrics(Path(cfg["logging"]["run_dir"])) if "reward/mean" in r][-1]
     assert step["judge/alpha"] == pytest.approx(0.5) and "judge/reward_mean" in step

@@ -167,6 +167,26 @@ def test_rlvr_steps_with_the_vllm_engine(make_config, tmp_path):
         trainer._sync_engine(probe)
 
 
+def test_vllm_rollouts_on_two_processes(make_config, launch_two):
+    """Data parallel with vLLM: each rank starts its own engine and refreshes it after every
+    update; with the sync check on every step a rank whose engine fell behind would stop the
+    run, so a clean exit means both ranks sampled from their current weights."""
+    cfg = make_config("vllm-two", extra={
+        "model": {"path": "tiny-arith"},
+        "rollout": {"engine": "vllm", "vllm_kv_cache_gib": KV_CACHE_GIB, "verify_sync_every": 1,
+                    "max_new_tokens": 16},
+        "train": {"steps": 2, "prompts_per_step": 4, "lr": 1e-3},
+        "checkpoint": {"every": 2},
+    })
+    done = launch_two(cfg, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = Path(cfg["logging"]["run_dir"])
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    gaps = [r["rollout/sync_logprob_gap"] for r in rows if "rollout/sync_logprob_gap" in r]
+    assert len(gaps) == 2 and max(gaps) < SYNCED_GAP
+    assert (run_dir / "checkpoints" / "step-000002" / "model" / "model.safetensors").is_file()
+
+
 def test_bench_step_compares_hf_and_vllm_generation(tmp_path):
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_step.py"
     spec = importlib.util.spec_from_file_location("bench_step", path)
