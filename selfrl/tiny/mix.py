@@ -8,8 +8,8 @@ Four skills, one per recipe that needs the policy to do more than solve:
   ``\\boxed{1}`` and SR-R1's ``Winner: response A`` formats (self-judging);
 - ``srl_step``: the problem and the first k-1 steps → ``<think>…</think>`` then step k (SRL);
 - ``solve_direct``: the problem → only ``The answer is \\boxed{N}.``, no working (the
-  answer-only solutions that fill real corpora; off in the shipped build unless
-  ``TinyBuildConfig.direct_share`` says so);
+  answer-only solutions that fill real corpora; off in the shipped build,
+  ``TinyBuildConfig.direct_share`` turns it on);
 - ``facts``: a drill of the ``a op b`` calculations the solutions use → each with its result
   (a curriculum row, not a recipe skill: about twenty facts for the tokens of one solution).
 
