@@ -217,8 +217,10 @@ def solving_modes(samples: list[dict]) -> dict:
     ...                {"greedy": "The answer is 4.", "greedy_correct": False}])
     {'worked_share': 0.5, 'worked_accuracy': 1.0, 'direct_accuracy': 0.0}
     """
-    worked = [s["greedy_correct"] for s in samples if s["greedy"].lstrip().startswith("1.")]
-    direct = [s["greedy_correct"] for s in samples if not s["greedy"].lstrip().startswith("1.")]
+    worked: list[bool] = []
+    direct: list[bool] = []
+    for s in samples:
+        (worked if s["greedy"].lstrip().startswith("1.") else direct).append(s["greedy_correct"])
     return {"worked_share": len(worked) / max(1, len(samples)),
             "worked_accuracy": sum(worked) / max(1, len(worked)),
             "direct_accuracy": sum(direct) / max(1, len(direct))}
