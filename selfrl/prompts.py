@@ -11,6 +11,8 @@ short because the embedded model reads every token on a 2-core CPU.
 from __future__ import annotations
 
 import re
+import string
+from dataclasses import dataclass
 
 Messages = list[dict[str, str]]
 
@@ -43,6 +45,59 @@ SRL_TEMPLATE = (
 def solve_messages(question: str) -> Messages:
     """The chat prompt that asks the model to solve ``question``."""
     return [{"role": "user", "content": question}]
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a data row becomes the prompt the model sees.
+
+    Args:
+        template: the user turn, with ``{field}`` placeholders filled from the row (e.g.
+            ``"{question} Answer with the final number as 'The answer is N.'"``); ``None``: the
+            row's own chat ``prompt`` when it has one, else its question as it stands.
+        system: a system turn put first (``None``: none, so the chat template's default applies).
+        chat: render through the tokenizer's chat template; ``False``: the text as it stands
+            (e.g. the StackExchange RLHF format ``"Question: {question}\n\nAnswer: "``).
+
+    >>> fmt = PromptFormat(template="{question} Answer briefly.", system="Be exact.")
+    >>> [m["content"] for m in fmt.messages({"question": "2 + 2?"}, "question")]
+    ['Be exact.', '2 + 2? Answer briefly.']
+    >>> PromptFormat(template="Q: {question}\nA:", chat=False).text({"question": "2 + 2?"}, "question")
+    'Q: 2 + 2?\nA:'
+    """
+
+    template: str | None = None
+    system: str | None = None
+    chat: bool = True
+
+    def fields(self) -> list[str]:
+        """The row fields the template reads."""
+        if self.template is None:
+            return []
+        return [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
+
+    def messages(self, row: dict, question_field: str) -> Messages:
+        if self.template is None and isinstance(row.get("prompt"), list):
+            messages = list(row["prompt"])
+        else:
+            content = self.template.format(**row) if self.template is not None else str(row[question_field])
+            messages = solve_messages(content)
+        if self.system is not None:
+            messages = [{"role": "system", "content": self.system}] + [m for m in messages
+                                                                       if m["role"] != "system"]
+        return messages
+
+    def text(self, row: dict, question_field: str) -> str:
+        """The prompt as plain text (no chat template): the turns' contents, one per line."""
+        return "\n".join(m["content"] for m in self.messages(row, question_field))
+
+    def ids(self, tokenizer, row: dict, question_field: str) -> list[int]:
+        """Token ids of the row's prompt, ending where the model's answer starts."""
+        if self.chat and getattr(tokenizer, "chat_template", None):
+            return list(tokenizer.apply_chat_template(self.messages(row, question_field),
+                                                      add_generation_prompt=True, tokenize=True,
+                                                      return_dict=False))
+        return tokenizer(self.text(row, question_field))["input_ids"]
 
 
 def self_instruct_messages(examples: list[str]) -> Messages:

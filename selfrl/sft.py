@@ -92,7 +92,7 @@ def run_sft(cfg: SftConfig, resume: str | None = None) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from selfrl.models import load_causal_lm, load_tokenizer, resolve_device
+    from selfrl.models import check_saveable, load_causal_lm, load_tokenizer, resolve_device
 
     t0 = time.time()
     required = [cfg.data.completion_field]
@@ -105,6 +105,7 @@ def run_sft(cfg: SftConfig, resume: str | None = None) -> dict:
     device = resolve_device(cfg.model.device)
     tokenizer = load_tokenizer(cfg.model.path)
     model = load_causal_lm(cfg.model.path, device=str(device), dtype="fp32")  # fp32 master weights
+    check_saveable(model, cfg.model.path)
     out = Path(cfg.output_dir)
     t = cfg.train
     args = SFTConfig(

@@ -144,13 +144,14 @@ def test_corrupt_solution_is_seeded():
 
 
 def test_make_splits_disjoint_sizes_and_hardness():
-    splits = ArithSplits(n_seed=30, n_train=120, n_test=40, n_test_hard=25)
+    splits = ArithSplits(n_seed=30, n_train=120, n_test=40, n_test_hard=25, n_validation=35)
     data = make_splits(splits, seed=0)
-    assert {k: len(v) for k, v in data.items()} == {"seed": 30, "train": 120, "test": 40, "test_hard": 25}
+    assert {k: len(v) for k, v in data.items()} == {"seed": 30, "train": 120, "test": 40, "test_hard": 25,
+                                                    "validation": 35}
     texts = [p.question for probs in data.values() for p in probs]
     assert len(texts) == len(set(texts))
     assert min(p.n_ops for p in data["test_hard"]) > splits.spec.max_ops
-    for name in ("seed", "train", "test"):
+    for name in ("seed", "train", "test", "validation"):
         assert all(p.n_ops <= splits.spec.max_ops for p in data[name])
 
 
@@ -159,6 +160,11 @@ def test_make_splits_test_independent_of_train_size():
     large = make_splits(ArithSplits(n_seed=10, n_train=200, n_test=30, n_test_hard=10), seed=4)
     assert [p.question for p in small["test"]] == [p.question for p in large["test"]]
     assert [p.question for p in small["test_hard"]] == [p.question for p in large["test_hard"]]
+    # The validation split is drawn last: adding it left every other split as it was.
+    no_val = make_splits(ArithSplits(n_seed=10, n_train=20, n_test=30, n_test_hard=10, n_validation=0),
+                         seed=4)
+    assert {k: [p.question for p in v] for k, v in no_val.items() if k != "validation"} == \
+        {k: [p.question for p in v] for k, v in small.items() if k != "validation"}
     other_seed = make_splits(ArithSplits(n_seed=10, n_train=20, n_test=30, n_test_hard=10), seed=5)
     assert [p.question for p in small["test"]] != [p.question for p in other_seed["test"]]
 
@@ -170,7 +176,7 @@ def _read(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-SMALL = ArithSplits(n_seed=12, n_train=20, n_test=10, n_test_hard=6)
+SMALL = ArithSplits(n_seed=12, n_train=20, n_test=10, n_test_hard=6, n_validation=8)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +189,7 @@ def written(tmp_path_factory):
 def test_write_arith_files_and_counts(written):
     out, counts = written
     expected = {
-        "seed.jsonl": 12, "train.jsonl": 20, "test.jsonl": 10, "test_hard.jsonl": 6,
+        "seed.jsonl": 12, "train.jsonl": 20, "test.jsonl": 10, "test_hard.jsonl": 6, "validation.jsonl": 8,
         "trajectories.jsonl": 20, "selfinstruct_prompts.jsonl": 12,
         "judge_train.jsonl": 20, "judge_test.jsonl": 10,
         "preference_train.jsonl": 20, "preference_test.jsonl": 10,

@@ -136,3 +136,88 @@ def test_hf_engine_samples_the_same_with_a_shared_prefill(tiny_model):
         for s, p in zip(gs, gp):
             assert s.token_ids == p.token_ids
             assert s.logprobs == pytest.approx(p.logprobs, abs=1e-5)
+
+
+# --- the output layer in chunks over completion tokens (selfrl.trainer.lm_head) ------------------
+
+
+@pytest.mark.parametrize("layout", ["plain", "shared"])
+def test_chunked_output_layer_gives_the_plain_logprobs_entropy_and_gradients(model, layout):
+    from selfrl.trainer.lm_head import OutputHead
+
+    head = OutputHead.probe(model)
+    assert head is not None
+    pad = pad_sequences if layout == "plain" else pad_shared_prompts
+    seq = pad(PROMPTS, COMPLETIONS, 0)
+    advantages = torch.randn(len(PROMPTS), 5, generator=torch.Generator().manual_seed(2))
+    results = []
+    for h in (None, head):
+        model.zero_grad(set_to_none=True)
+        lp, ent = completion_logprobs(model, seq, temperature=0.7, with_entropy=True, head=h)
+        mask = seq.response_mask
+        loss = aggregate_loss(-torch.exp(lp - lp.detach()) * advantages[:, :lp.shape[1]] + 0.1 * lp,
+                              mask, "token-mean", num_tokens=float(mask.sum()))
+        loss.backward()
+        results.append((lp, ent, loss, _grads(model)))
+    (lp0, ent0, loss0, g0), (lp1, ent1, loss1, g1) = results
+    keep = seq.response_mask.bool()
+    assert torch.allclose(lp1[keep], lp0[keep], atol=1e-5)
+    assert torch.allclose(ent1[keep], ent0[keep], atol=1e-5)
+    assert (lp1[~keep] == 0).all()  # padding is not computed
+    assert torch.allclose(loss1, loss0, atol=1e-6, rtol=1e-5)
+    assert any(g.abs().sum() > 0 for g in g0)
+    for a, b in zip(g1, g0):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_chunked_output_layer_in_small_chunks_with_a_bias():
+    from selfrl.trainer.lm_head import linear_logprobs
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(11, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(11, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 11, (7,), generator=g)
+    assert torch.autograd.gradcheck(lambda h, w, b: linear_logprobs(h, w, b, t, 0.7, chunk_rows=3)[0],
+                                    (h, w, b))
+
+
+def test_output_head_probe_refuses_a_model_whose_logits_are_more_than_the_linear_layer(tiny_model):
+    from selfrl.trainer.lm_head import OutputHead
+
+    class Scaled(AutoModelForCausalLM.from_pretrained(tiny_model).__class__):
+        def forward(self, *args, **kwargs):  # e.g. a logit scale or soft-capping
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits * 2.0
+            return out
+
+    assert OutputHead.probe(Scaled.from_pretrained(tiny_model)) is None
+    assert OutputHead.probe(AutoModelForCausalLM.from_pretrained(tiny_model)) is not None
+
+
+def test_hf_engine_samples_from_the_distribution_it_reports():
+    """The inverse-CDF sampler draws each token with its probability, never a filtered-out one."""
+    from selfrl.rollout.base import SamplingParams
+    from selfrl.rollout.hf import _sample
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 12, generator=g) * 2  # (B, V)
+    params = SamplingParams(n=1, temperature=0.8, top_p=0.9, top_k=8, max_new_tokens=1)
+    counts = torch.zeros(3, 12)
+    for _ in range(6000):
+        tok, logp = _sample(logits, params, g)
+        counts[torch.arange(3), tok] += 1
+    # The filtered distribution, computed independently: temperature, top-k, then top-p.
+    probs = torch.softmax(logits / 0.8, -1)
+    want = torch.zeros_like(probs)
+    for b in range(3):
+        order = probs[b].argsort(descending=True)[:8]
+        mass, kept = 0.0, []
+        for i in order.tolist():
+            if mass > 0.9:
+                break
+            kept.append(i)
+            mass += probs[b, i].item()
+        want[b, kept] = probs[b, kept] / probs[b, kept].sum()
+    assert (counts[want == 0] == 0).all()
+    assert torch.allclose(counts / 6000, want, atol=0.025)

@@ -37,6 +37,15 @@ class DataConfig(StrictModel):
     train: str = Field("data/arith/train.jsonl", description="training prompts (JSONL/Parquet/dataset)")
     eval: str | None = Field("data/arith/test.jsonl", description="held-out set for periodic evaluation")
     question_field: str = Field("question", description="field holding the question text")
+    prompt_template: str | None = Field(
+        None, description="the user turn with {field} placeholders filled from each row, e.g. \"{question} "
+                          "Answer with the final number as 'The answer is N.'\" (None: the row's chat "
+                          "'prompt', else its question as it stands); used in training and evaluation alike")
+    system_prompt: str | None = Field(
+        None, description="a system turn put before the user turn (None: the chat template's default)")
+    chat_template: bool = Field(
+        True, description="render prompts through the tokenizer's chat template; false: the text as it "
+                          "stands (e.g. prompt_template \"Question: {question}\\n\\nAnswer: \")")
     answer_field: str = Field("answer", description="field holding the gold answer (if any)")
     require_answer: bool = Field(True, description="fail early when a training row lacks the answer")
     shuffle: bool = Field(True, description="reshuffle prompts every epoch (seeded)")
@@ -134,6 +143,11 @@ class TrainConfig(StrictModel):
         True, description="run each distinct prompt of a micro-batch through the model once and share its "
         "key/value cache among its completions (the same logprobs and gradients as the plain padded batch, "
         "without repeating the prompt's work n times; off under gradient checkpointing)")
+    chunked_output_layer: bool = Field(
+        True, description="compute completion logprobs from the decoder's hidden states, the output layer "
+        "run a few hundred tokens at a time over completion tokens only (the same logprobs and gradients "
+        "without the (batch, length, vocabulary) logits in memory; models whose logits are more than a "
+        "linear layer keep the plain path)")
     lr: float = Field(1e-5, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")

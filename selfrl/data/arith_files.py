@@ -5,7 +5,12 @@ Splits never overlap (a question text belongs to one split only):
 - ``seed.jsonl``: the labelled seed set (SeRL's few hundred seeds);
 - ``train.jsonl``: the labelled pool (RLVR's ground-truth baseline trains on it);
 - ``test.jsonl``: held-out problems of the training difficulty;
-- ``test_hard.jsonl``: held-out problems with more steps.
+- ``test_hard.jsonl``: held-out problems with more steps;
+- ``validation.jsonl``: held-out problems of the training difficulty for choosing settings, so
+  that ``test`` is never tuned on (drawn last: adding it changed no other split).
+
+Named variants (:data:`ARITH_VARIANTS`) are written on demand when a config names a file in a
+folder of that name (``data/arith/``, ``data/arith_1op/``), and by ``selfrl data arith --variant``.
 
 Views, each in the form its paper uses:
 
@@ -40,8 +45,18 @@ class ArithSplits:
     n_train: int = 5000
     n_test: int = 500
     n_test_hard: int = 500
+    n_validation: int = 500
     spec: ArithSpec = ArithSpec()
     hard_spec: ArithSpec = ArithSpec(min_ops=3, max_ops=4)
+
+
+#: The task variants a config can name by folder: ``arith`` (1-2 operations, the embedded model's
+#: task) and ``arith_1op`` (one operation: the real-model quick start's task, where
+#: SmolLM2-135M-Instruct starts at ~15 % greedy with the answer-format instruction).
+ARITH_VARIANTS: dict[str, ArithSplits] = {
+    "arith": ArithSplits(),
+    "arith_1op": ArithSplits(spec=ArithSpec(min_ops=1, max_ops=1), hard_spec=ArithSpec(min_ops=2, max_ops=3)),
+}
 
 
 def make_splits(splits: ArithSplits, seed: int = 0) -> dict[str, list[ArithProblem]]:
@@ -56,6 +71,7 @@ def make_splits(splits: ArithSplits, seed: int = 0) -> dict[str, list[ArithProbl
            "test_hard": [next(hard) for _ in range(splits.n_test_hard)]}
     out["seed"] = [next(normal) for _ in range(splits.n_seed)]
     out["train"] = [next(normal) for _ in range(splits.n_train)]
+    out["validation"] = [next(normal) for _ in range(splits.n_validation)]
     return out
 
 

@@ -18,9 +18,16 @@ from dataclasses import dataclass
 
 import torch
 
-from selfrl.eval.extract import equivalent, extract_aime, extract_answer, extract_choice, gold_parses
+from selfrl.eval.extract import (
+    equivalent,
+    extract_aime,
+    extract_answer,
+    extract_choice,
+    gold_parses,
+    states_answer,
+)
 from selfrl.eval.metrics import majority_answer, pass_at_k
-from selfrl.prompts import solve_messages
+from selfrl.prompts import PromptFormat
 from selfrl.rollout.base import SamplingParams
 from selfrl.rollout.hf import HFEngine
 
@@ -66,28 +73,23 @@ def gold_ok(gold: str, mode: str) -> bool:
     return gold_parses(gold)
 
 
-def prompt_ids(tokenizer, row: dict, question_field: str) -> list[int]:
-    """Token ids of a row's prompt: its chat ``prompt`` if present, else the question as a
-    user turn (through the chat template when the tokenizer has one)."""
-    messages = row.get("prompt") if isinstance(row.get("prompt"), list) else None
-    if messages is None:
-        messages = solve_messages(str(row[question_field]))
-    if getattr(tokenizer, "chat_template", None):
-        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                  tokenize=True, return_dict=False))
-    return tokenizer("\n".join(m["content"] for m in messages))["input_ids"]
+def prompt_ids(tokenizer, row: dict, question_field: str, fmt: PromptFormat | None = None) -> list[int]:
+    """Token ids of a row's prompt (see :class:`selfrl.prompts.PromptFormat`; by default its
+    chat ``prompt`` if present, else the question as a user turn through the chat template)."""
+    return (fmt or PromptFormat()).ids(tokenizer, row, question_field)
 
 
 def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings = EvalSettings(),
              question_field: str = "question", answer_field: str = "answer",
-             category_field: str | None = None, progress: bool = False) -> tuple[dict, list[dict]]:
+             category_field: str | None = None, progress: bool = False,
+             prompt_format: PromptFormat | None = None) -> tuple[dict, list[dict]]:
     """Evaluate ``model`` on ``rows``; returns ``(metrics, samples)``.
 
     >>> # metrics keys: greedy_pass@1, avg@N, maj@K, pass@K, n_unparsable_gold, n_problems
     """
     extract, equal = _mode_fns(settings.mode)
     engine = HFEngine(model, tokenizer, batch_size=settings.batch_size, progress=progress)
-    prompts = [prompt_ids(tokenizer, r, question_field) for r in rows]
+    prompts = [prompt_ids(tokenizer, r, question_field, prompt_format) for r in rows]
     golds = [str(r[answer_field]) for r in rows]
     usable = [gold_ok(g, settings.mode) for g in golds]
     gen = torch.Generator().manual_seed(settings.seed)
@@ -119,10 +121,29 @@ def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, setting
         out["category"] = row.get(category_field, "unknown")
     if greedy_text is not None:
         ga = extract(greedy_text)
-        out.update(greedy=greedy_text, greedy_answer=ga, greedy_correct=usable and equal(ga, gold))
+        out.update(greedy=greedy_text, greedy_answer=ga, greedy_correct=usable and equal(ga, gold),
+                   greedy_stated=states_answer(greedy_text))
     for k in settings.ks:
         maj = majority_answer(answers[:k], lambda a, b: equal(a, b)) if texts else None
         out[f"maj@{k}_correct"] = usable and maj is not None and equal(maj, gold)
+    return out
+
+
+def answer_form_split(samples: list[dict]) -> dict:
+    """How much of greedy accuracy is answer format and how much correctness: the share of greedy
+    completions that state their answer in a requested form (``\\boxed{}`` / "The answer is"), and
+    the accuracy among those that do and those that do not (left out for an empty side).
+
+    >>> answer_form_split([{"greedy_stated": True, "greedy_correct": True},
+    ...                    {"greedy_stated": False, "greedy_correct": False}])["greedy_stated_share"]
+    0.5
+    """
+    stated = [x["greedy_correct"] for x in samples if x["greedy_stated"]]
+    other = [x["greedy_correct"] for x in samples if not x["greedy_stated"]]
+    out = {"greedy_stated_share": len(stated) / max(1, len(samples))}
+    for key, xs in (("greedy_acc_stated", stated), ("greedy_acc_unstated", other)):
+        if xs:
+            out[key] = sum(xs) / len(xs)
     return out
 
 
@@ -132,6 +153,7 @@ def _aggregate(samples: list[dict], s: EvalSettings) -> dict:
                "n_unparsable_gold": sum(not x["gold_parsed"] for x in samples)}
     if s.greedy:
         m["greedy_pass@1"] = sum(x["greedy_correct"] for x in samples) / n_rows
+        m.update(answer_form_split(samples))
     if s.n:
         m[f"avg@{s.n}"] = sum(sum(x["correct"]) / s.n for x in samples) / n_rows
         for k in s.ks:

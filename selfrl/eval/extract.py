@@ -38,14 +38,32 @@ def last_boxed(text: str) -> str | None:
 
 def extract_answer(text: str) -> str | None:
     """The model's final answer as a string, or ``None`` when nothing can be found."""
+    return answer_with_source(text)[0]
+
+
+def answer_with_source(text: str) -> tuple[str | None, str | None]:
+    """The final answer and where it was found: ``"boxed"``, ``"answer_is"`` (both a stated
+    answer, the form prompts ask for), ``"last_number"`` (a fallback), or ``None``.
+
+    >>> answer_with_source("3 + 4 = 7. The answer is 7.")
+    ('7', 'answer_is')
+    >>> answer_with_source("3 + 4 = 7")
+    ('7', 'last_number')
+    """
     boxed = last_boxed(text)
     if boxed:
-        return boxed
+        return boxed, "boxed"
     m = list(_ANSWER_IS.finditer(text))
     if m:
-        return m[-1].group(1).strip().rstrip(".")
+        return m[-1].group(1).strip().rstrip("."), "answer_is"
     nums = _NUMBER.findall(text)
-    return nums[-1] if nums else None
+    return (nums[-1], "last_number") if nums else (None, None)
+
+
+def states_answer(text: str) -> bool:
+    """Whether a completion states its answer in a requested form (``\\boxed{}`` or "The answer
+    is ..."), rather than leaving it to be read from its last number."""
+    return answer_with_source(text)[1] in ("boxed", "answer_is")
 
 
 def _normalise(ans: str) -> str:

@@ -171,9 +171,27 @@ def _sample(logits: torch.Tensor, params: SamplingParams,
         cum = sorted_lp.exp().cumsum(-1)
         drop = cum - sorted_lp.exp() > params.top_p  # keep the smallest prefix reaching top_p
         filtered = filtered.scatter(-1, idx, sorted_lp.masked_fill(drop, float("-inf")))
-    probs = torch.softmax(filtered, -1)
-    tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+    tok = _inverse_cdf(torch.softmax(filtered, -1), generator)  # (B,)
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def _inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row drawn from ``probs`` ``(B, V)``: one uniform number per row looked up in
+    the cumulative sum.  ``torch.multinomial`` draws an exponential number per vocabulary entry
+    instead (CPU: 48 ms a step for 32 rows of SmolLM2's 49,152 entries, against 2 ms here).
+
+    >>> probs = torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])
+    >>> tok = _inverse_cdf(probs, torch.Generator().manual_seed(0))
+    >>> tok[0].item(), tok[1].item() in (0, 2)
+    (1, True)
+    """
+    cdf = probs.cumsum(-1)  # (B, V)
+    total = cdf[:, -1:]  # (B, 1) 1 up to rounding
+    u = torch.rand(total.shape, generator=generator, device=probs.device, dtype=cdf.dtype) * total
+    # Strictly below the total: searchsorted(right=True) then lands on an entry whose probability
+    # is > 0 (a zero-probability entry repeats its predecessor's cumulative value and is skipped).
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
 
 
 def _on_device(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:

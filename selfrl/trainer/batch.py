@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from selfrl.rollout.base import distinct_prompts
+from selfrl.trainer.lm_head import OutputHead, linear_logprobs
 
 
 @dataclass
@@ -171,12 +172,24 @@ def pad_shared_prompts(prompts: list[list[int]], completions: list[list[int]], p
 
 
 def completion_logprobs(model, seq: Sequences | SharedPromptSequences, temperature: float = 1.0,
-                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        with_entropy: bool = False,
+                        head: OutputHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs ``(B, C)`` of the completion tokens (and their entropy, detached).
 
     Logits are divided by the sampling temperature, so the logprobs are those of the
-    distribution the rollout sampled from.
+    distribution the rollout sampled from.  With ``head`` (:meth:`OutputHead.probe` of ``model``)
+    the output layer runs in chunks over completion tokens only (:mod:`selfrl.trainer.lm_head`);
+    padded positions then hold 0.
     """
+    if head is not None:
+        hidden = _completion_hidden(head.decoder, seq)  # (B, C, H)
+        target = seq.completion_ids if isinstance(seq, SharedPromptSequences) \
+            else seq.input_ids[:, seq.prompt_len:]
+        keep = seq.response_mask.bool()  # (B, C)
+        lp, ent = linear_logprobs(hidden[keep], head.linear.weight, head.linear.bias, target[keep],
+                                  temperature, with_entropy)  # (N,)
+        scatter = lambda x: torch.zeros(keep.shape, device=x.device).masked_scatter(keep, x)  # noqa: E731
+        return scatter(lp), (scatter(ent) if ent is not None else None)
     if isinstance(seq, SharedPromptSequences):
         return _token_logprobs(_shared_prompt_logits(model, seq), seq.completion_ids, temperature,
                                with_entropy)
@@ -187,6 +200,30 @@ def completion_logprobs(model, seq: Sequences | SharedPromptSequences, temperatu
                 position_ids=seq.position_ids, use_cache=False, logits_to_keep=C + 1)
     logits = out.logits[:, :-1, :]  # (B, C, V) position t predicts token t + 1
     return _token_logprobs(logits, seq.input_ids[:, P:], temperature, with_entropy)
+
+
+def _completion_hidden(decoder, seq: Sequences | SharedPromptSequences) -> torch.Tensor:
+    """The decoder's hidden states ``(B, C, H)`` at the positions that predict each completion
+    token (the prompt's last position, then every completion token but the last)."""
+    if isinstance(seq, Sequences):
+        P, C = seq.prompt_len, seq.input_ids.shape[1] - seq.prompt_len
+        hidden = decoder(input_ids=seq.input_ids, attention_mask=seq.attention_mask,
+                         position_ids=seq.position_ids, use_cache=False).last_hidden_state  # (B, P+C, H)
+        return hidden[:, P - 1:P + C - 1]
+    C = seq.completion_ids.shape[1]
+    prompt_pos = (seq.prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (G, P)
+    out = decoder(input_ids=seq.prompt_ids, attention_mask=seq.prompt_mask, position_ids=prompt_pos,
+                  use_cache=True)
+    first = out.last_hidden_state[:, -1:][seq.prompt_index]  # (B, 1, H)
+    if C == 1:
+        return first
+    cache = out.past_key_values
+    cache.batch_select_indices(seq.prompt_index)  # (G, ...) -> (B, ...) in every layer
+    mask = torch.cat([seq.prompt_mask[seq.prompt_index], seq.response_mask[:, :-1].long()], 1)  # (B, P+C-1)
+    pos = prompt_pos[seq.prompt_index, -1:] + 1 + torch.arange(C - 1, device=mask.device)  # (B, C-1)
+    rest = decoder(input_ids=seq.completion_ids[:, :-1], attention_mask=mask, position_ids=pos,
+                   past_key_values=cache, use_cache=True).last_hidden_state  # (B, C-1, H)
+    return torch.cat([first, rest], 1)
 
 
 def _shared_prompt_logits(model, seq: SharedPromptSequences) -> torch.Tensor:

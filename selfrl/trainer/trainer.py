@@ -30,9 +30,17 @@ from selfrl.algorithms import (
 from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
 from selfrl.config import config_to_dict, dump_config
 from selfrl.config.schema import RunConfig
-from selfrl.data.io import read_rows
+from selfrl.data.io import read_rows, write_jsonl
 from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
-from selfrl.models import load_causal_lm, load_tokenizer, pick_dtype, resolve_device, resolve_model_path
+from selfrl.models import (
+    check_saveable,
+    load_causal_lm,
+    load_tokenizer,
+    pick_dtype,
+    resolve_device,
+    resolve_model_path,
+)
+from selfrl.prompts import PromptFormat
 from selfrl.rewards import RewardBatch, compute_reward
 from selfrl.rollout.base import SamplingParams, distinct_prompts
 from selfrl.trainer import checkpoint as ckpt
@@ -48,6 +56,7 @@ from selfrl.trainer.batch import (
 )
 from selfrl.trainer.data import PromptSource
 from selfrl.trainer.distributed import global_advantages, group_seed, init_distributed, shard_size
+from selfrl.trainer.lm_head import OutputHead
 from selfrl.trainer.logger import MetricsLogger, NullLogger
 from selfrl.trainer.progress import StepProgress
 from selfrl.trainer.recipe import get_recipe
@@ -95,6 +104,7 @@ class Trainer:
         self.tokenizer = load_tokenizer(cfg.path)
         # Master weights stay fp32; bf16/fp16 only through autocast.
         self.model = load_causal_lm(cfg.path, device=str(self.device), dtype="fp32")
+        check_saveable(self.model, cfg.path)  # checkpoints must not fail after the training they keep
         self.ref_model = None
         if cfg.lora is not None:
             from peft import LoraConfig, get_peft_model
@@ -107,6 +117,9 @@ class Trainer:
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.pad_id = self.tokenizer.pad_token_id
+        chunked = self.cfg.train.chunked_output_layer
+        self.head = OutputHead.probe(self.model) if chunked else None
+        self.ref_head = OutputHead.probe(self.ref_model) if chunked and self.ref_model is not None else None
 
     def _setup_critic(self) -> None:
         """PPO's value model and the adaptive KL controller, when the config asks for them."""
@@ -117,8 +130,8 @@ class Trainer:
 
             init = self.cfg.model.path if self.cfg.critic.init == "policy" else self.cfg.critic.init
             self.critic = ValueModel.from_pretrained(init).to(self.device)
-            self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=self.cfg.critic.lr,
-                                                      betas=self.cfg.train.betas)
+            self.critic_optimizer = make_adamw(list(self.critic.parameters()), lr=self.cfg.critic.lr,
+                                               betas=self.cfg.train.betas)
         self.kl_ctl = AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target else None
 
     @property
@@ -128,9 +141,10 @@ class Trainer:
 
     def _setup_data(self) -> None:
         data = self.cfg.data
+        self.prompt_format = PromptFormat(data.prompt_template, data.system_prompt, data.chat_template)
         _maybe_write_arith(data.train, data.arith_if_missing)
         required = [data.answer_field] if data.require_answer else []
-        rows = read_rows(data.train, required=required)
+        rows = read_rows(data.train, required=required + self.prompt_format.fields())
         for i, row in enumerate(rows, start=1):
             if not isinstance(row.get("prompt"), list) and data.question_field not in row:
                 raise ValueError(f"{data.train}:{i}: missing field {data.question_field!r} "
@@ -139,7 +153,7 @@ class Trainer:
         self.eval_rows = None
         if data.eval:
             _maybe_write_arith(data.eval, data.arith_if_missing)
-            self.eval_rows = read_rows(data.eval, required=[data.answer_field])
+            self.eval_rows = read_rows(data.eval, required=[data.answer_field, *self.prompt_format.fields()])
             if self.cfg.eval.limit:
                 self.eval_rows = self.eval_rows[:self.cfg.eval.limit]
 
@@ -164,7 +178,7 @@ class Trainer:
     def _setup_optimizer(self) -> None:
         t, a = self.cfg.train, self.cfg.algorithm
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+        self.optimizer = make_adamw(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
         total = t.steps * a.ppo_epochs * a.mini_batches
         self.scheduler = make_scheduler(self.optimizer, t.schedule, t.warmup_steps, total)
 
@@ -253,7 +267,8 @@ class Trainer:
         global indices in this step's ``attempt``), each group and the token budget are sampled
         from generators seeded by :func:`group_seed`, the same for any number of processes."""
         r = self.cfg.rollout
-        prompts = [prompt_ids(self.tokenizer, row, self.cfg.data.question_field) for row in rows]
+        prompts = [prompt_ids(self.tokenizer, row, self.cfg.data.question_field, self.prompt_format)
+                   for row in rows]
         seeds = None if group_ids is None else [group_seed(self.cfg.train.seed, self.step, attempt, g)
                                                  for g in [-1, *group_ids]]
         budget = r.max_new_tokens
@@ -426,9 +441,11 @@ class Trainer:
         model = self.ref_model if (reference and self.ref_model is not None) else self.model
         adapter_off = reference and self.ref_model is None and hasattr(self.model, "disable_adapter")
 
+        head = self.ref_head if model is self.ref_model else self.head
+
         def compute(seq):
             with self.model.disable_adapter() if adapter_off else contextlib.nullcontext():
-                return completion_logprobs(model, seq, self.cfg.rollout.temperature or 1.0)[0]
+                return completion_logprobs(model, seq, self.cfg.rollout.temperature or 1.0, head=head)[0]
 
         return self._per_token_no_grad(batch, C, compute, share=True)
 
@@ -556,7 +573,7 @@ class Trainer:
         seq = self._sequences(batch, idx)
         with self._autocast():
             logprobs, entropy = completion_logprobs(self.model, seq, self.cfg.rollout.temperature or 1.0,
-                                                    with_entropy=True)
+                                                    with_entropy=True, head=self.head)
         C, mask = logprobs.shape[1], seq.response_mask
         adv = batch.advantages[idx, :C].to(self.device)  # (b, C)
         old = batch.old_logprobs[idx, :C].to(self.device) if batch.old_logprobs is not None \
@@ -590,14 +607,17 @@ class Trainer:
     # --- evaluation, checkpoints, signals -----------------------------------------------
 
     def evaluate(self) -> dict:
-        """Held-out metrics through the same code as ``selfrl eval``."""
+        """Held-out metrics through the same code as ``selfrl eval``; the samples (prompt, greedy
+        completion, extracted answer, verdict) go to ``RUN_DIR/eval/step-NNNNNN.jsonl``."""
         e = self.cfg.eval
         settings = EvalSettings(n=e.n, ks=(e.n,) if e.n else (), max_new_tokens=e.max_new_tokens,
                                 batch_size=self.cfg.rollout.batch_size, seed=self.cfg.train.seed)
         with self._autocast():
-            metrics, _ = evaluate(self.model, self.tokenizer, self.eval_rows, settings,
-                                  question_field=self.cfg.data.question_field,
-                                  answer_field=self.cfg.data.answer_field)
+            metrics, samples = evaluate(self.model, self.tokenizer, self.eval_rows, settings,
+                                        question_field=self.cfg.data.question_field,
+                                        answer_field=self.cfg.data.answer_field,
+                                        prompt_format=self.prompt_format)
+        write_jsonl(self.run_dir / "eval" / f"step-{self.step:06d}.jsonl", samples)
         return {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)}
 
     def _evaluate_on_main(self) -> dict:
@@ -676,6 +696,15 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
 
+def make_adamw(params: list[torch.nn.Parameter], **kwargs) -> torch.optim.AdamW:
+    """AdamW with its fused kernel where torch has one for these tensors (CPU: 5x faster than the
+    per-tensor loop on a 135 M model), else the default implementation."""
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.AdamW(params, **kwargs)
+
+
 def _restore_signal_handlers(old: dict) -> None:
     for sig, h in old.items():
         signal.signal(sig, h)
@@ -722,10 +751,10 @@ def _load_weights(model, folder: Path, lora: bool) -> None:
 
 
 def _maybe_write_arith(path: str, enabled: bool) -> None:
-    """The README's one command needs no separate data step: write the arith files on demand."""
+    """The README's one command needs no separate data step: write an arith variant's files on
+    demand when the config names a missing file in a folder named after the variant."""
+    from selfrl.data.arith_files import ARITH_VARIANTS, write_arith
+
     p = Path(path)
-    if enabled and not p.exists() and p.parent.name == "arith" and p.suffix == ".jsonl":
-        from selfrl.data.arith_files import write_arith
-
-        write_arith(p.parent)
-
+    if enabled and not p.exists() and p.parent.name in ARITH_VARIANTS and p.suffix == ".jsonl":
+        write_arith(p.parent, ARITH_VARIANTS[p.parent.name])
