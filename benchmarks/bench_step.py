@@ -1,13 +1,13 @@
 """One RL step, timed: selfrl's ``Trainer`` beside TRL's ``GRPOTrainer`` on the same model, data and shape.
 
-Both sides run the same step: 8 arith training prompts (the first rows of the ``train`` split,
-in file order) x 8 completions x at most 32 new tokens, temperature 1.0, accuracy reward, no
-KL (so no reference model), one PPO epoch, and one optimizer step on one micro-batch of 64
-sequences, in fp32 on the CPU.  TRL runs with ``bf16=False``, ``use_cpu=True`` and
-``gradient_checkpointing=False``: GRPOConfig's defaults (``bf16=True``, checkpointing on)
-would autocast to bf16, which a CPU without native bf16 emulates about 20x slower than fp32,
-and would recompute activations in backward; the comparison would then measure those
-defaults rather than the trainers.
+Both sides run the same step: 8 arith training prompts (``--prompts``; the first rows of the
+``train`` split, in file order) x 8 completions x at most 32 new tokens (``--new-tokens``),
+temperature 1.0, accuracy reward, no KL (so no reference model), one PPO epoch, and one
+optimizer step on one micro-batch of all 64 sequences, in fp32 on the CPU.  TRL runs with
+``bf16=False``, ``use_cpu=True`` and ``gradient_checkpointing=False``: GRPOConfig's defaults
+(``bf16=True``, checkpointing on) would autocast to bf16, which a CPU without native bf16
+emulates about 20x slower than fp32, and would recompute activations in backward; the
+comparison would then measure those defaults rather than the trainers.
 
 selfrl's step is ``Trainer.train_step()`` (timed around the call; its metrics give the
 rollout / scoring split).  TRL's step is one optimizer step of ``Trainer.train()``, timed by a
@@ -42,11 +42,16 @@ vLLM engine runs in-process with a fixed 0.25 GiB KV cache; its start-up is repo
 
     python benchmarks/bench_step.py [--steps 5] [--warmup 2] [--models embedded,20m]
                                     [--json benchmarks/results/bench_step.json] [--skip-trl]
-                                    [--generation-only]
+                                    [--generation-only] [--prompts 8] [--new-tokens 32]
 
 A model name is ``embedded`` (the shipped ``selfrl/assets/tiny-arith``, or a random model of
 its shape when it is absent), ``20m`` (a random model of ~19M parameters with the embedded
-model's tokenizer) or a model folder.
+model's tokenizer), a known pretrained model (``smollm2-135m``: fetched on first use, see
+``selfrl models``) or a model folder.  The real workload, the quick start's shape (4 prompts x
+8 completions x 48 tokens) on SmolLM2-135M-Instruct::
+
+    python benchmarks/bench_step.py --models smollm2-135m --prompts 4 --new-tokens 48 \
+        --json benchmarks/results/bench_step_smollm2.json
 """
 
 from __future__ import annotations
@@ -166,9 +171,16 @@ def prepare_model(name: str, workdir: Path) -> tuple[Path, str]:
         if not (out / "config.json").is_file():
             random_model(out, SHAPE_20M, tokenizer_dir)
         return out, "random weights, ~19M, embedded layout and tokenizer"
+    from selfrl.model_store import KNOWN_MODELS
+
+    if name in KNOWN_MODELS:
+        from selfrl.models import resolve_model_path
+
+        return Path(resolve_model_path(name)), f"pretrained, {KNOWN_MODELS[name].requirement}"
     if (Path(name) / "config.json").is_file():
         return Path(name), "model folder"
-    raise SystemExit(f"unknown model {name!r}: use embedded, 20m or a model folder")
+    known = ", ".join(KNOWN_MODELS)
+    raise SystemExit(f"unknown model {name!r}: use embedded, 20m, {known} or a model folder")
 
 
 def write_prompts(path: Path, n: int) -> list[dict]:
@@ -669,6 +681,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write all numbers")
     p.add_argument("--skip-trl", action="store_true", help="time selfrl only")
     p.add_argument("--new-tokens", type=int, default=32, help="most tokens per completion")
+    p.add_argument("--prompts", type=int, default=8, help="prompts per step")
+    p.add_argument("--generations", type=int, default=8, help="completions per prompt")
     p.add_argument("--in-process", action="store_true",
                    help="run every side in this process (faster start; peak RSS is then the process's)")
     p.add_argument("--generation-only", action="store_true",
@@ -676,7 +690,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if args.generation_only and not vllm_available():
         p.error(f"--generation-only needs vLLM: {VLLM_HINT}")
-    shape = StepShape(warmup=args.warmup, steps=args.steps, new_tokens=args.new_tokens)
+    shape = StepShape(prompts=args.prompts, generations=args.generations, warmup=args.warmup,
+                      steps=args.steps, new_tokens=args.new_tokens)
     result = run(args.models.split(","), shape, args.json, skip_trl=args.skip_trl,
                  isolate=not args.in_process, steps=not args.generation_only)
     print_tables(result)

@@ -94,6 +94,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from selfrl.prompts import PromptFormat
 
     resolve_model_path(args.model)  # a missing model is reported before any work starts
+    for flag, value, least in (("--max-new-tokens", args.max_new_tokens, 1),
+                               ("--batch-size", args.batch_size, 1), ("--n", args.n, 0)):
+        if value < least:
+            raise CLIError(f"{flag} must be >= {least}, got {value}")
     ks = args.k or tuple(k for k in (1, 4, 16) if k <= args.n)
     try:
         settings = EvalSettings(n=args.n, ks=ks, temperature=args.temperature, top_p=args.top_p,
@@ -103,7 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise CLIError(str(e)) from None
     fmt = PromptFormat(args.prompt_template, args.system_prompt, not args.no_chat_template)
     required = [args.answer_field] + ([] if args.prompt_field_ok else [args.question_field]) + fmt.fields()
-    rows = read_rows(args.data, required=required, split=args.split)
+    rows = read_rows(args.data, required=required, split=args.split, subset=args.subset)
     if args.limit:
         rows = rows[:args.limit]
     tokenizer = load_tokenizer(args.model)
@@ -219,28 +223,47 @@ def _load_run_config(args: argparse.Namespace):
     return _load_config(RunConfig, args)
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int:
+    """Returns the exit code: 0, or 128 + the signal's number when a signal stopped the run
+    (130 for Ctrl-C, 143 for SIGTERM), after its checkpoint was written."""
+    import signal
+
     from selfrl.rewards import RewardError
+    from selfrl.trainer import checkpoint as ckpt
     from selfrl.trainer.trainer import Trainer, TrainingStopped
 
     cfg = _load_run_config(args)
+    run_dir = cfg.logging.run_dir
+    if args.overwrite and args.resume:
+        raise CLIError("--overwrite starts the run afresh and --resume continues it: give one of them")
+    if not args.overwrite and not args.resume and ckpt.holds_run(run_dir):
+        raise CLIError(f"{run_dir} already holds a run (metrics.jsonl or checkpoints): continue it with "
+                       f"--resume auto, replace it with --overwrite, or set logging.run_dir=...")
     try:
         trainer = Trainer(cfg, resume=args.resume)
     except (FileNotFoundError, RewardError) as e:  # a bad --resume path, reward file or option
         raise CLIError(str(e)) from None
     main = trainer.dist.is_main  # several processes: rank 0 speaks for all
+    if args.overwrite:
+        if main:
+            ckpt.clear_run(run_dir)
+        trainer.dist.barrier()
     if trainer.resumed_from and main:
         print(f"resuming from {trainer.resumed_from} (step {trainer.step})")
+    elif args.resume and main:
+        print(f"--resume {args.resume}: no checkpoint in {run_dir}; training starts from step 0")
     try:
         summary = trainer.fit()
     except TrainingStopped as e:
         raise CLIError(str(e)) from None
+    code = 128 + signal.Signals[summary["stopped_by_signal"]] if "stopped_by_signal" in summary else 0
     if not main:
-        return
+        return code
     print_before_after(summary)
-    if "stopped_by_signal" in summary:
+    if code:
         print(f"stopped by {summary['stopped_by_signal']} at step {trainer.step}; "
               f"continue with: selfrl train {args.config} ... --resume auto")
+    return code
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
@@ -433,7 +456,9 @@ def _add_eval_command(sub) -> None:
                     help="feed the prompt text as it stands, without the tokenizer's chat template")
     ev.add_argument("--answer-field", default="answer")
     ev.add_argument("--category-field", default=None, help="report accuracy per category")
-    ev.add_argument("--split", default="test", help="split of a hub dataset")
+    ev.add_argument("--split", default="test", help="split of a dataset (a hub name or a local folder)")
+    ev.add_argument("--subset", default=None,
+                    help="a dataset's config name (e.g. main for openai/gsm8k), or a folder inside it")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N problems")
     ev.add_argument("--no-greedy", action="store_true", help="skip the greedy pass")
     ev.add_argument("--device", default="cpu")
@@ -480,6 +505,9 @@ def _add_run_commands(sub) -> None:
     tr.add_argument("config", help="YAML config (see recipes/)")
     tr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-5 rollout.n=8")
     tr.add_argument("--resume", default=None, help="checkpoint folder, run folder, or 'auto'")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="remove the run already in logging.run_dir (metrics, checkpoints, ...) and start "
+                         "anew (without it, or --resume, an existing run folder is an error)")
     tr.set_defaults(func=cmd_train)
 
     sft = sub.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer) from a YAML config")
@@ -567,11 +595,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)  # None, or an exit code (a training stopped by a signal)
     except (CLIError, DataError, ModelError) as e:
         print(f"selfrl {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     paths exist.
 
     A string is local when it exists, starts with ``/``, ``.`` or ``~``, or has more than
-    one ``/`` (a hub id is ``owner/name``).  Anything else is left for the hub.
+    one ``/`` (a hub id is ``owner/name``).  Anything else is a hub id, checked by
+    :func:`resolve_hub_model` before any model code asks the hub for it.
     """
     s = str(name_or_path)
     if s in EMBEDDED_NAMES:
@@ -52,7 +53,52 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> str:
         return str(p)
     if s.startswith(("/", ".", "~")) or s.count("/") > 1 or s.endswith(os.sep):
         raise ModelNotFoundError(f"model path {s!r} does not exist")
-    return s
+    return resolve_hub_model(s)
+
+
+def resolve_hub_model(name: str) -> str:
+    """A hub id, or its snapshot folder in the local Hugging Face cache when the hub is out of reach.
+
+    Offline (``HF_HUB_OFFLINE=1``) only the cache is looked at; otherwise the hub is asked once,
+    with no retries.  A name that is nowhere is a :class:`ModelNotFoundError` at once, where
+    ``from_pretrained`` would retry the hub for most of a minute before failing.
+    """
+    import huggingface_hub
+
+    from selfrl.model_store import KNOWN_MODELS
+
+    nowhere = (f"model {name!r} is not a local folder, the embedded model ({EMBEDDED_NAMES[0]}), a known "
+               f"model ({', '.join(sorted(KNOWN_MODELS))}) or in the Hugging Face cache")
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(name, "config.json")
+    except ValueError as e:  # HFValidationError: not a hub id at all
+        raise ModelNotFoundError(f"{nowhere}, nor a valid hub id ({e})") from None
+    snapshot = str(Path(cached).parent) if isinstance(cached, str) else None
+    if _hub_offline():
+        if snapshot:
+            return snapshot
+        raise ModelNotFoundError(f"{nowhere}; HF_HUB_OFFLINE is set, so the hub was not asked")
+    try:
+        huggingface_hub.model_info(name, timeout=10)
+    except huggingface_hub.errors.RepositoryNotFoundError:
+        raise ModelNotFoundError(f"{nowhere}; the Hugging Face hub has no such model (or it is private: "
+                                 f"log in with `hf auth login`)") from None
+    except Exception as e:  # DNS, refused, timeout, HTTP 5xx: the hub is out of reach
+        if snapshot:
+            return snapshot
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise ModelNotFoundError(f"{nowhere}; could not reach the hub ({type(e).__name__}: {reason}); "
+                                 f"set HF_HUB_OFFLINE=1 to use the cache only") from None
+    return name
+
+
+def _hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now, or when huggingface_hub loaded."""
+    import huggingface_hub
+
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE) or any(
+        f.strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
 
 
 def native_bf16_cpu() -> bool:

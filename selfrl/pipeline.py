@@ -10,7 +10,9 @@ A pipeline is a list of stages, each one of selfrl's commands with its own confi
       - {name: ppo, kind: train, config: ppo.yaml, output: runs/rlhf_tiny/ppo/final}
 
 A stage whose ``output`` exists is skipped, so a pipeline that stopped half-way continues
-where it stopped (a ``train`` stage also resumes from its last checkpoint).  Config paths
+where it stopped (a ``train`` stage also resumes from its last checkpoint).  Every output is
+written beside its place (``NAME.partial``) and renamed in when complete, so a stage that
+failed or was interrupted leaves nothing that looks done.  Config paths
 are relative to the pipeline file; ``overrides`` are dotted ``key=value`` strings.  For a
 ``train`` stage, ``output`` is where the final model is copied (loadable with
 ``from_pretrained``; a LoRA run's adapter is merged first).
@@ -25,6 +27,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from selfrl.config.loader import StrictModel, load_config
+from selfrl.data.io import staged_dir
 
 
 class PipelineStopped(RuntimeError):
@@ -84,7 +87,8 @@ def _run_stage(stage: Stage, base: Path) -> None:
     elif stage.kind == "merge":
         from selfrl.rlhf.merge import merge_adapter
 
-        merge_adapter(stage.adapter, stage.output)
+        with staged_dir(stage.output) as staged:
+            merge_adapter(stage.adapter, staged)
     else:
         _run_train(stage, config)
 
@@ -102,7 +106,8 @@ def _run_train(stage: Stage, config: str) -> None:
         raise PipelineStopped(f"stage {stage.name!r} stopped by {summary['stopped_by_signal']}; "
                               f"its checkpoint is in {cfg.logging.run_dir}: run the pipeline again to resume")
     final = ckpt.list_checkpoints(cfg.logging.run_dir)[-1] / "model"
-    if (final / "adapter_config.json").is_file():
-        merge_adapter(final, stage.output)
-    else:
-        shutil.copytree(final, stage.output)
+    with staged_dir(stage.output) as staged:
+        if (final / "adapter_config.json").is_file():
+            merge_adapter(final, staged)
+        else:
+            shutil.copytree(final, staged, dirs_exist_ok=True)

@@ -36,10 +36,11 @@ SRR1_JUDGE_TEMPLATE = (
     "Question:\n{question}\n\nResponse A:\n{response_a}\n\nResponse B:\n{response_b}"
 )
 
-SRL_TEMPLATE = (
+SRL_SYSTEM = (
     "Solve the problem step by step. Given the previous steps, think inside <think></think>, "
-    "then write only the next step.\n\nProblem: {problem}\n\nPrevious steps:\n{previous}"
+    "then write only the next step."
 )
+SRL_TEMPLATE = "Problem: {problem}\n\nPrevious steps:\n{previous}"  # SRL's user turn
 
 
 def solve_messages(question: str) -> Messages:
@@ -100,17 +101,18 @@ class PromptFormat:
         return tokenizer(self.text(row, question_field))["input_ids"]
 
 
-def self_instruct_messages(examples: list[str]) -> Messages:
-    """SeRL's few-shot instruction-generation prompt: a numbered list ending at the open number.
+def self_instruct_messages(examples: list[str], system: str = SELF_INSTRUCT_SYSTEM) -> Messages:
+    """SeRL's few-shot instruction-generation prompt: ``system`` (the teacher's brief), then a
+    numbered list ending at the open number.
 
-    >>> m = self_instruct_messages(["A?", "B?"])
-    >>> m[1]["content"].splitlines()[-1]
-    '3.'
+    >>> m = self_instruct_messages(["A?", "B?"], system="Write one new riddle.")
+    >>> m[0]["content"], m[1]["content"].splitlines()[-1]
+    ('Write one new riddle.', '3.')
     """
     lines = [SELF_INSTRUCT_USER]
     lines += [f"{i}. {q}" for i, q in enumerate(examples, start=1)]
     lines.append(f"{len(examples) + 1}.")
-    return [{"role": "system", "content": SELF_INSTRUCT_SYSTEM},
+    return [{"role": "system", "content": system},
             {"role": "user", "content": "\n".join(lines)}]
 
 
@@ -154,6 +156,12 @@ def srr1_judge_messages(question: str, response_a: str, response_b: str) -> Mess
 
 
 def srl_messages(problem: str, previous_steps: list[str]) -> Messages:
-    """SRL's prompt: the problem and the expert's first k-1 steps; the model writes step k."""
+    """SRL's prompt, as the paper's: a system turn with the instructions, then a user turn with the
+    problem and the expert's first k-1 steps; the model writes step k.
+
+    >>> [m["role"] for m in srl_messages("2 + 3 + 4?", ["2 + 3 = 5."])]
+    ['system', 'user']
+    """
     previous = "\n".join(f"{i}. {s}" for i, s in enumerate(previous_steps, start=1))
-    return [{"role": "user", "content": SRL_TEMPLATE.format(problem=problem, previous=previous)}]
+    return [{"role": "system", "content": SRL_SYSTEM},
+            {"role": "user", "content": SRL_TEMPLATE.format(problem=problem, previous=previous)}]

@@ -98,7 +98,7 @@ def run_sft(cfg: SftConfig, resume: str | None = None) -> dict:
     required = [cfg.data.completion_field]
     if cfg.data.prompt != "template":
         required.append(cfg.data.question_field)
-    rows = read_rows(cfg.data.train, required)
+    rows = read_rows(cfg.data.train, required, split="train")
     if cfg.data.limit:
         rows = rows[: cfg.data.limit]
     dataset = Dataset.from_list(sft_rows(rows, cfg.data, cfg.data.train))

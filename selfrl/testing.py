@@ -17,14 +17,21 @@ def tiny_random_model(output: str | Path, hidden_size: int = 32, num_layers: int
     """Save a randomly initialised model built as the embedded one is (``make_model``, then
     ``to_llama``) and a BPE tokenizer (with chat template)."""
     from selfrl.data.arith import ArithGenerator, ArithSpec
-    from selfrl.prompts import SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRL_TEMPLATE, SRR1_JUDGE_TEMPLATE
+    from selfrl.prompts import (
+        SELF_INSTRUCT_SYSTEM,
+        SERL_JUDGE_TEMPLATE,
+        SRL_SYSTEM,
+        SRL_TEMPLATE,
+        SRR1_JUDGE_TEMPLATE,
+    )
     from selfrl.tiny.build import TinyBuildConfig, make_model, to_llama
     from selfrl.tiny.tokenizer import build_tokenizer
 
     if vocab_texts is None:
         gen = ArithGenerator(ArithSpec(), seed)
         vocab_texts = [p.question + "\n" + p.solution for p in (gen.sample() for _ in range(300))]
-        vocab_texts += [SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRR1_JUDGE_TEMPLATE, SRL_TEMPLATE]
+        vocab_texts += [SELF_INSTRUCT_SYSTEM, SERL_JUDGE_TEMPLATE, SRR1_JUDGE_TEMPLATE,
+                        SRL_SYSTEM + "\n\n" + SRL_TEMPLATE]  # the one-turn text of before: same vocabulary
     tok = build_tokenizer(vocab_texts, vocab_size=400)
     cfg = TinyBuildConfig(seed=seed, hidden_size=hidden_size, num_layers=num_layers,
                           intermediate_size=intermediate_size or 2 * hidden_size, num_heads=num_heads,

@@ -53,7 +53,7 @@ def test_judge_and_srl_messages_carry_their_inputs():
     content = srr1_judge_messages("QQ", "AAA", "BBB")[0]["content"]
     assert content.index("QQ") < content.index("AAA") < content.index("BBB")
     assert "Winner: response A" in content
-    content = srl_messages("PROB", ["first", "second"])[0]["content"]
+    content = srl_messages("PROB", ["first", "second"])[-1]["content"]  # the user turn
     assert "PROB" in content
     assert "1. first\n2. second" in content
 

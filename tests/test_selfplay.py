@@ -140,11 +140,13 @@ def test_report_doctest_and_missing_run(tmp_path):
         selfplay_report(tmp_path)
 
 
-def test_serl_args_are_validated(make_config, arith_dir):
-    from selfrl.config import ConfigError
+def test_serl_args_are_validated(make_config, arith_dir, tmp_path):
+    import yaml
+
+    from selfrl.config import ConfigError, load_config
     from selfrl.config.schema import RunConfig
-    from selfrl.trainer.trainer import Trainer
 
     raw = make_config("bad", extra=_serl_extra(arith_dir, rouge_treshold=0.5))
-    with pytest.raises(ConfigError, match="rouge_threshold"):
-        Trainer(RunConfig.model_validate(raw))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="rouge_threshold"):  # when the config loads, not at training
+        load_config(RunConfig, tmp_path / "bad.yaml")

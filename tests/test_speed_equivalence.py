@@ -116,8 +116,10 @@ def test_trainer_step_is_the_same_with_and_without_prompt_sharing(make_config, e
     assert m_plain["tokens/generated"] == m_shared["tokens/generated"]  # the same samples
     for k in ("loss/policy", "grad_norm"):
         assert m_shared[k] == pytest.approx(m_plain[k], rel=1e-4, abs=1e-6), k
+    # Adam's first step is ~lr * g / (|g| + eps): for a weight whose gradient is near eps, float
+    # rounding in g moves it by a visible share of lr (1e-2 here), so the tolerance is 0.5% of lr.
     for a, b in zip(shared, plain):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+        assert torch.allclose(a, b, atol=5e-5, rtol=1e-4)
 
 
 def test_hf_engine_samples_the_same_with_a_shared_prefill(tiny_model):

@@ -24,6 +24,10 @@ Names and how they follow (or depart from) their papers:
   values`` (the critic's target), advantages whitened over the batch as in OpenRLHF's and
   TRL's PPO.
 
+Every estimator computes in float64 (rewards a group apart by 1e-4 lose three digits of
+their differences in float32) and returns its outputs in the dtype of ``scores`` (the default
+float dtype for integer scores): pass float64 scores for float64 advantages.
+
 "Over valid tokens" means masked positions are skipped, not treated as steps: a hole in
 the mask (an environment turn that is not trained) neither earns reward nor is discounted.
 With right-padded masks this is the same as an ordinary reverse scan.
@@ -136,8 +140,18 @@ ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry("advantage estimat
 
 
 def _scores(inp: AdvantageInput) -> torch.Tensor:
+    return inp.scores.to(torch.float64)  # (B,)
+
+
+def _out_dtype(inp: AdvantageInput) -> torch.dtype:
     s = inp.scores
-    return s if s.is_floating_point() else s.to(torch.get_default_dtype())
+    return s.dtype if s.is_floating_point() else torch.get_default_dtype()
+
+
+def _output(inp: AdvantageInput, advantages: torch.Tensor, returns: torch.Tensor) -> AdvantageOutput:
+    """The float64 results in the dtype of ``inp.scores``."""
+    dtype = _out_dtype(inp)
+    return AdvantageOutput(advantages=advantages.to(dtype), returns=returns.to(dtype))
 
 
 def _group_stats(scores: torch.Tensor, group_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -177,7 +191,7 @@ def _token_rewards(scores: torch.Tensor, inp: AdvantageInput, params: AdvantageP
     if params.kl_coef != 0.0:
         if inp.kl is None:
             raise ValueError("kl_coef != 0 needs AdvantageInput.kl (a per-token KL estimate)")
-        rewards = rewards - params.kl_coef * torch.where(mask, inp.kl.to(scores.dtype), 0.0)
+        rewards = rewards - params.kl_coef * torch.where(mask, inp.kl.to(scores.dtype), 0.0)  # (B, T)
     return rewards
 
 
@@ -213,7 +227,7 @@ def _reinforce_output(scores: torch.Tensor, inp: AdvantageInput, params: Advanta
     rewards = _token_rewards(scores, inp, params)  # (B, T)
     returns = _discounted_returns(rewards, inp.response_mask, params.gamma)  # (B, T)
     advantages = masked_whiten(returns, inp.response_mask, params.eps) if params.whiten else returns
-    return AdvantageOutput(advantages=advantages, returns=returns)
+    return _output(inp, advantages, returns)
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,8 +248,7 @@ def grpo(inp: AdvantageInput, params: AdvantageParams) -> AdvantageOutput:
     if params.norm_by_std:
         _require_pairs(size, "group-normalised estimator 'grpo'")
         centred = centred / (std + params.eps)
-    return AdvantageOutput(advantages=_broadcast(centred, inp.response_mask),
-                           returns=_broadcast(scores, inp.response_mask))
+    return _output(inp, _broadcast(centred, inp.response_mask), _broadcast(scores, inp.response_mask))
 
 
 @ADVANTAGE_ESTIMATORS.register("dr_grpo")
@@ -244,8 +257,7 @@ def dr_grpo(inp: AdvantageInput, params: AdvantageParams) -> AdvantageOutput:
     """``score - group mean`` on every valid token; never divides by the std."""
     scores = _scores(inp)
     _, _, mean, _ = _group_stats(scores, inp.group_index)
-    return AdvantageOutput(advantages=_broadcast(scores - mean, inp.response_mask),
-                           returns=_broadcast(scores, inp.response_mask))
+    return _output(inp, _broadcast(scores - mean, inp.response_mask), _broadcast(scores, inp.response_mask))
 
 
 @ADVANTAGE_ESTIMATORS.register("rloo")
@@ -262,8 +274,8 @@ def rloo(inp: AdvantageInput, params: AdvantageParams) -> AdvantageOutput:
     group_sum, size, _, _ = _group_stats(scores, inp.group_index)
     _require_pairs(size, "leave-one-out estimator 'rloo'")
     baseline = (group_sum - scores) / (size - 1)  # (B,) mean of the others
-    return AdvantageOutput(advantages=_broadcast(scores - baseline, inp.response_mask),
-                           returns=_broadcast(scores, inp.response_mask))
+    return _output(inp, _broadcast(scores - baseline, inp.response_mask),
+                   _broadcast(scores, inp.response_mask))
 
 
 @ADVANTAGE_ESTIMATORS.register("reinforce_pp")
@@ -302,4 +314,4 @@ def gae(inp: AdvantageInput, params: AdvantageParams) -> AdvantageOutput:
     returns = advantages + values  # (B, T), zero outside the mask since both terms are
     if params.whiten:
         advantages = masked_whiten(advantages, inp.response_mask, params.eps)
-    return AdvantageOutput(advantages=advantages, returns=returns)
+    return _output(inp, advantages, returns)

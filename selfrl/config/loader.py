@@ -53,7 +53,15 @@ _TYPE_ERRORS = {"literal_error", "enum", "is_instance_of", "is_subclass_of", "in
 
 
 class ConfigError(ValueError):
-    """A config file, override or value that does not fit the schema."""
+    """A config file, override or value that does not fit the schema.
+
+    ``problems``: ``(key path, line)`` per bad key, when the error comes from
+    :func:`validate_section` (so that :func:`load_config` can name the override that set it).
+    """
+
+    def __init__(self, message: str, problems: Sequence[tuple[Sequence[Any], str]] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 class StrictModel(BaseModel):
@@ -125,7 +133,7 @@ def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}{where}")
     try:
-        data = parse_yaml(path.read_text())
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {path}{where}: {err}") from None
     except yaml.YAMLError as err:
@@ -214,7 +222,7 @@ def load_config(schema: type[M], path: str | Path | None, overrides: Sequence[st
     try:
         return schema.model_validate(data)
     except ValidationError as err:
-        lines = [_explain(schema, e, overrides) for e in err.errors()]
+        lines = [line for e in err.errors() for line in _explain_all(schema, e, overrides)]
         source = [f"file: {path}"] if path is not None else []
         source += [f"overrides: {' '.join(overrides)}"] if overrides else []
         header = f"invalid config ({'; '.join(source)}):" if source else "invalid config:"
@@ -225,17 +233,25 @@ def load_config(schema: type[M], path: str | Path | None, overrides: Sequence[st
 def validate_section(schema: type[M], data: Mapping[str, Any], prefix: str) -> M:
     """Validate a nested mapping (e.g. ``recipe_args``) with the same messages, keys under ``prefix``.
 
+    Raised inside a schema's validator, the :class:`ConfigError` reaches :func:`load_config`,
+    which reports its lines as its own (with the override that set each key).
+
     >>> class A(StrictModel):
     ...     k: int = 1
     >>> validate_section(A, {"k": 2}, "recipe_args").k
     2
+    >>> validate_section(A, {"kk": 2}, "recipe_args")
+    Traceback (most recent call last):
+    ...
+    selfrl.config.loader.ConfigError: invalid config:
+      recipe_args.kk: unknown key; did you mean 'k'?
     """
     try:
         return schema.model_validate(dict(data))
     except ValidationError as err:
-        lines = [f"{prefix}.{_explain(schema, e, ())}" for e in err.errors()]
-        body = "\n".join(f"  {line}" for line in dict.fromkeys(lines))
-        raise ConfigError(f"invalid config:\n{body}") from None
+        problems = [_problem(schema, e, prefix.split(".")) for e in err.errors()]
+        body = "\n".join(f"  {line}" for line in dict.fromkeys(line for _, line in problems))
+        raise ConfigError(f"invalid config:\n{body}", problems) from None
 
 
 def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
@@ -251,10 +267,26 @@ def dump_config(cfg: BaseModel) -> str:
 # ---------------------------------------------------------------- error messages
 
 
-def _explain(schema: type[BaseModel], error: Any, overrides: Sequence[str]) -> str:
-    """One readable line for one pydantic error."""
+def _explain_all(schema: type[BaseModel], error: Any, overrides: Sequence[str]) -> list[str]:
+    """The lines for one pydantic error: its own, or those of a :func:`validate_section` run by a
+    validator (its ``ConfigError`` arrives as the error's context)."""
+    nested = error.get("ctx", {}).get("error")
+    if error["type"] == "value_error" and isinstance(nested, ConfigError) and nested.problems:
+        return [_with_source(line, parts, overrides) for parts, line in nested.problems]
+    parts, line = _problem(schema, error)
+    return [_with_source(line, parts, overrides)]
+
+
+def _with_source(line: str, parts: Sequence[Any], overrides: Sequence[str]) -> str:
+    source = _override_for(list(parts), overrides)
+    return f"{line} [from override {source!r}]" if source else line
+
+
+def _problem(schema: type[BaseModel], error: Any, prefix: Sequence[Any] = ()) -> tuple[list[Any], str]:
+    """The key path of one pydantic error (under ``prefix``) and its readable line."""
     loc = tuple(error["loc"])
     parts, annotation, parent = _resolve(schema, loc)
+    parts = [*prefix, *parts]
     key = _dotted(parts)
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -267,8 +299,7 @@ def _explain(schema: type[BaseModel], error: Any, overrides: Sequence[str]) -> s
         line = f"{key}: {_message(error)}"
     else:
         line = f"{key}: {_message(error)} (expected {_expected(annotation)}, got {_given(error['input'])})"
-    source = _override_for(parts, overrides)
-    return f"{line} [from override {source!r}]" if source else line
+    return parts, line
 
 
 def _resolve(schema: type[BaseModel], loc: Loc) -> tuple[list[Any], Any, type[BaseModel] | None]:
@@ -312,9 +343,9 @@ def _message(error: Any) -> str:
 
 
 def _suggest(key: str, model: type[BaseModel] | None) -> str:
-    if model is None:
+    valid = list(_fields_by_key(model)) if model is not None else []
+    if not valid:
         return "this section takes no keys"
-    valid = list(_fields_by_key(model))
     close = difflib.get_close_matches(key, valid, n=3)
     if close:
         return "did you mean " + " or ".join(repr(c) for c in close) + "?"

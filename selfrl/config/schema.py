@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from selfrl.config.loader import StrictModel
+from selfrl.config.loader import ConfigError, StrictModel, validate_section
 
 
 class LoraConfig(StrictModel):
@@ -36,6 +36,13 @@ class ModelConfig(StrictModel):
 class DataConfig(StrictModel):
     train: str = Field("data/arith/train.jsonl", description="training prompts (JSONL/Parquet/dataset)")
     eval: str | None = Field("data/arith/test.jsonl", description="held-out set for periodic evaluation")
+    train_split: str = Field(
+        "train", description="data.train's split when it is a dataset (a folder or a hub name)")
+    eval_split: str = Field(
+        "test", description="data.eval's split when it is a dataset (a folder or a hub name)")
+    subset: str | None = Field(
+        None, description="a dataset's config name (e.g. 'main' for openai/gsm8k) or, for one without named "
+                          "configs, a folder inside it (load_dataset's data_dir)")
     question_field: str = Field("question", description="field holding the question text")
     prompt_template: str | None = Field(
         None, description="the user turn with {field} placeholders filled from each row, e.g. \"{question} "
@@ -195,12 +202,14 @@ class RunConfig(StrictModel):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    recipe_args: dict[str, Any] = Field(default_factory=dict, description="recipe-specific options")
+    recipe_args: dict[str, Any] = Field(
+        default_factory=dict, description="recipe-specific options, checked against the recipe's args_model")
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         from selfrl.algorithms import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
 
+        _check_recipe_args(self.recipe, self.recipe_args)
         for value, registry in ((self.algorithm.advantage, ADVANTAGE_ESTIMATORS),
                                 (self.algorithm.policy_loss, POLICY_LOSSES),
                                 (self.algorithm.loss_agg, LOSS_AGGREGATIONS)):
@@ -231,3 +240,21 @@ class RunConfig(StrictModel):
                 f"sequences) split into algorithm.mini_batches={self.algorithm.mini_batches} must be "
                 f"divisible by train.micro_batch_size={self.train.micro_batch_size}")
         return self
+
+
+def _check_recipe_args(name: str, args: dict[str, Any]) -> None:
+    """The recipe exists and ``args`` fit its ``args_model`` (the loader's messages, under
+    ``recipe_args``); a recipe without an ``args_model`` checks its own arguments."""
+    import difflib
+
+    from selfrl.trainer.recipe import BUILTIN_MODULES, RECIPES, get_recipe
+
+    names = sorted(set(RECIPES) | set(BUILTIN_MODULES))
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = "did you mean " + " or ".join(map(repr, close)) + "? " if close else ""
+        line = f"recipe: unknown recipe {name!r}; {hint}valid recipes: {', '.join(names)}"
+        raise ConfigError(f"invalid config:\n  {line}", [(["recipe"], line)])
+    args_model = get_recipe(name).args_model
+    if args_model is not None:
+        validate_section(args_model, args, "recipe_args")

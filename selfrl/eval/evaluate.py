@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from selfrl.eval.extract import (
+    answer_parses,
     equivalent,
     extract_aime,
     extract_answer,
@@ -65,6 +66,13 @@ def _mode_fns(mode: str) -> tuple[Callable[[str], str | None], Callable[[str | N
     return extract_answer, equivalent
 
 
+def can_vote(answer: str | None, mode: str) -> bool:
+    """Whether an extracted answer votes in maj@k: in ``math`` mode only a readable answer
+    (:func:`~selfrl.eval.extract.answer_parses`; a truncated ``\\boxed{`` does not), in the other
+    modes any answer, since their extractors already return ``None`` for what they cannot read."""
+    return answer_parses(answer) if mode == "math" else answer is not None
+
+
 def gold_ok(gold: str, mode: str) -> bool:
     if mode == "aime":
         return extract_aime(f"\\boxed{{{gold}}}") is not None
@@ -85,7 +93,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings = Ev
              prompt_format: PromptFormat | None = None) -> tuple[dict, list[dict]]:
     """Evaluate ``model`` on ``rows``; returns ``(metrics, samples)``.
 
-    >>> # metrics keys: greedy_pass@1, avg@N, maj@K, pass@K, n_unparsable_gold, n_problems
+    >>> # metrics keys: greedy_pass@1, avg@N, maj@K, pass@K, unparsable_answer_frac, n_unparsable_gold, ...
     """
     extract, equal = _mode_fns(settings.mode)
     engine = HFEngine(model, tokenizer, batch_size=settings.batch_size, progress=progress)
@@ -114,9 +122,11 @@ def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, setting
                extract, equal, category_field, question_field) -> dict:
     answers = [extract(t) for t in texts]
     correct = [usable and equal(a, gold) for a in answers]
+    votes = [a if can_vote(a, settings.mode) else None for a in answers]  # unreadable: no vote
     out = {"prompt": tokenizer.decode(prompt), "question": row.get(question_field), "gold": gold,
            "gold_parsed": usable,
-           "samples": texts, "answers": answers, "correct": correct}
+           "samples": texts, "answers": answers, "correct": correct,
+           "n_unparsable": sum(v is None for v in votes)}
     if category_field:
         out["category"] = row.get(category_field, "unknown")
     if greedy_text is not None:
@@ -124,7 +134,7 @@ def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, setting
         out.update(greedy=greedy_text, greedy_answer=ga, greedy_correct=usable and equal(ga, gold),
                    greedy_stated=states_answer(greedy_text))
     for k in settings.ks:
-        maj = majority_answer(answers[:k], lambda a, b: equal(a, b)) if texts else None
+        maj = majority_answer(votes[:k], lambda a, b: equal(a, b)) if texts else None
         out[f"maj@{k}_correct"] = usable and maj is not None and equal(maj, gold)
     return out
 
@@ -156,6 +166,8 @@ def _aggregate(samples: list[dict], s: EvalSettings) -> dict:
         m.update(answer_form_split(samples))
     if s.n:
         m[f"avg@{s.n}"] = sum(sum(x["correct"]) / s.n for x in samples) / n_rows
+        # sampled answers that could not be read (none found, or cut off): they never vote in maj@k
+        m["unparsable_answer_frac"] = sum(x["n_unparsable"] for x in samples) / (n_rows * s.n)
         for k in s.ks:
             m[f"maj@{k}"] = sum(x[f"maj@{k}_correct"] for x in samples) / n_rows
             m[f"pass@{k}"] = sum(pass_at_k(s.n, sum(x["correct"]), k) for x in samples) / n_rows

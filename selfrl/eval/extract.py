@@ -112,15 +112,26 @@ def equivalent(a: str | None, b: str | None) -> bool:
     return bool(verify(pa, pb, timeout_seconds=5) or verify(pb, pa, timeout_seconds=5))
 
 
-def gold_parses(gold: str | None) -> bool:
-    """A gold answer is usable when math-verify (or the plain-number path) can read it."""
-    if gold is None or not str(gold).strip():
+def answer_parses(ans: str | None) -> bool:
+    """Whether an answer is a readable math answer: a plain number, or a string math-verify
+    parses to a (non-string) object.  Only such answers vote in a majority, and only such gold
+    answers are graded; a truncated ``\\boxed{`` or a lone ``\\`` is not one.
+
+    >>> answer_parses("1,234"), answer_parses("\\\\frac{1}{2}"), answer_parses("\\\\boxed{")
+    (True, True, False)
+    """
+    if ans is None or not str(ans).strip():
         return False
-    if _as_number(_normalise(str(gold))) is not None:
+    if _as_number(_normalise(str(ans))) is not None:
         return True
     # math-verify hands back the raw string alone when it cannot parse: only a parsed
-    # (non-string) object means the gold is readable.
-    return any(not isinstance(x, str) for x in parse_math(str(gold)))
+    # (non-string) object means the answer is readable.
+    return any(not isinstance(x, str) for x in parse_math(str(ans)))
+
+
+def gold_parses(gold: str | None) -> bool:
+    """A gold answer is usable when math-verify (or the plain-number path) can read it."""
+    return answer_parses(gold)
 
 
 def grade(pred: str | None, gold: str | None) -> Grade:

@@ -5,8 +5,12 @@ unordered pair of its answers in both orders (K/2 each) with SERL's ``\\boxed{1}
 Actor reward: Copeland with length control.  The judge's own samples are trained too: each
 gets SERL's self-consistency reward (+1 when it picked the answer with the higher actor
 reward, -1 when lower or unparsable, 0 on a tie), normalised within its pair's K samples.
-The loss is α·L_actor + β·L_judge with α = min(progress, 0.5), β = max(1 − α, 0.5), where
-progress = step / steps (the authors' epoch / epochs).
+Both sides' advantages are SERL's group normalisation, (r − mean) / (std + 1e-4): the actor's
+within each prompt's n answers (so ``algorithm.advantage`` must be grpo), the judge's within a
+pair's K samples.  The loss is α·L_actor + β·L_judge with α = min(progress, 0.5),
+β = max(1 − α, 0.5), where progress = step / steps (the authors' epoch / epochs), built as
+per-sequence loss weights under token-mean aggregation (the only ``loss_agg`` accepted).  Judge
+tokens are scored at the judge's sampling temperature, actor tokens at the rollout's.
 
 SR-R1 (``recipe: srr1_elo``): each pair judged once with a seeded coin flip for the order,
 SR-R1's rubric prompt, ratings by sequential Elo scaled to [0, 3]; the Elo self-reward is
@@ -34,9 +38,11 @@ from selfrl.trainer.recipe import Recipe, register_recipe
 class JudgeArgs(StrictModel):
     """``recipe_args`` of the self-judging recipes."""
 
-    judge_samples: int = Field(2, ge=1, description="K: judgments per unordered pair")
-    judge_temperature: float = Field(0.9, ge=0, description="judge sampling temperature")
-    judge_max_new_tokens: int = Field(48, ge=1, description="tokens per judgment")
+    judge_samples: int = Field(4, ge=1, description="K: judgments per unordered pair (SERL: 4-8; SR-R1: 1)")
+    judge_temperature: float = Field(0.9, ge=0, description="judge sampling temperature (SR-R1: 0.5)")
+    judge_max_new_tokens: int = Field(
+        2048, ge=1, description="tokens per judgment (SERL 2,048, SR-R1 500): a judge that reasons first "
+                                "and is cut off before its verdict counts as unparsable")
     aggregator: str = Field("copeland", description="copeland, elo or bradley_terry")
     judge_weight: float = Field(1.0, description="weight of the self-judge reward in the sum (srr1)")
     judge_model: str | None = Field(None, description="a separate, frozen judge model (default: the policy)")
@@ -44,6 +50,7 @@ class JudgeArgs(StrictModel):
 
 
 class _SelfJudgeRecipe(Recipe):
+    args_model = JudgeArgs
     fmt, schedule = "serl", "both_orders"
     defaults: dict = {}
 
@@ -72,15 +79,34 @@ class _SelfJudgeRecipe(Recipe):
             name=f"{self.fmt}_judge")
 
 
+SERL_STD_EPS = 1e-4  # SERL's group normalisation: (r - mean) / (std + 1e-4), actor and judge alike
+
+
 @register_recipe("serl_judge")
 class SERLJudge(_SelfJudgeRecipe):
     """SERL: Copeland actor reward, and the judge trained on its self-consistency reward."""
+
+    def __init__(self, trainer) -> None:
+        super().__init__(trainer)
+        a = self.cfg.algorithm
+        if a.advantage != "grpo" or not a.norm_by_std:
+            raise ValueError(f"recipe {self.name} normalises the actor's rewards within each group as SERL "
+                             f"does, (r - mean) / (std + {SERL_STD_EPS:g}): set algorithm.advantage=grpo and "
+                             f"algorithm.norm_by_std=true (got {a.advantage}, norm_by_std={a.norm_by_std})")
+        if self.args.train_judge and not self.args.judge_model and a.loss_agg != "token-mean":
+            raise ValueError(f"recipe {self.name}: the mixed loss α·L_actor + β·L_judge is built as loss "
+                             f"weights that are exact under token-mean aggregation only; set "
+                             f"algorithm.loss_agg=token-mean (got {a.loss_agg!r}) or "
+                             f"recipe_args.train_judge=false")
 
     def build_reward(self):
         self.judge = self._judge()
         return self.judge
 
     def extra_batch(self, batch: RolloutBatch) -> RolloutBatch | None:
+        groups = [k // batch.group_size for k in range(len(batch))]
+        batch.fixed_advantages = torch.tensor(group_normalise(batch.scores.tolist(), groups, SERL_STD_EPS),
+                                              dtype=torch.float32)  # (B,) the actor's, SERL's eps
         if not self.args.train_judge or self.args.judge_model:
             return None
         if not self.trainer.dist.all_true(bool(self.judge.last_samples)):
@@ -94,7 +120,8 @@ class SERLJudge(_SelfJudgeRecipe):
         keys = [(s.group, min(s.judgment.i, s.judgment.j), max(s.judgment.i, s.judgment.j)) for s in samples]
         sizes = {k: keys.count(k) for k in keys}
         # A pair judged once has no group to normalise in: its advantage is 0.
-        adv = group_normalise(rewards, keys) if min(sizes.values()) > 1 else [0.0] * len(rewards)
+        adv = group_normalise(rewards, keys, SERL_STD_EPS) if min(sizes.values()) > 1 \
+            else [0.0] * len(rewards)
         judge = RolloutBatch(  # group_size 1: advantages are fixed, no estimator groups them
             rows=[{"judge": True}] * len(samples), prompt_ids=[s.completion.prompt_ids for s in samples],
             completion_ids=[s.completion.token_ids for s in samples],
@@ -103,6 +130,9 @@ class SERLJudge(_SelfJudgeRecipe):
             finish_reasons=[s.completion.finish_reason for s in samples], group_size=1)
         judge.scores = torch.tensor(rewards)
         judge.fixed_advantages = torch.tensor(adv, dtype=torch.float32)
+        # Each side's logprobs at the temperature it was sampled at (0: greedy, scored at 1).
+        batch.temperatures = torch.full((len(batch),), self.cfg.rollout.temperature or 1.0)
+        judge.temperatures = torch.full((len(judge),), self.args.judge_temperature or 1.0)
         alpha = min(self.trainer.step / self.cfg.train.steps, 0.5)
         beta = max(1.0 - alpha, 0.5)
         # token-mean over the merged batch: weights make it α·mean_actor + β·mean_judge (token
@@ -121,7 +151,8 @@ class SRR1Elo(_SelfJudgeRecipe):
     """SR-R1: Elo-ranked self-judgments added to the configured rewards."""
 
     fmt, schedule = "srr1", "coin_flip"
-    defaults = {"judge_samples": 1, "judge_temperature": 0.5, "aggregator": "elo", "train_judge": False}
+    defaults = {"judge_samples": 1, "judge_temperature": 0.5, "judge_max_new_tokens": 500,
+                "aggregator": "elo", "train_judge": False}
 
     def build_reward(self):
         self.judge = self._judge()

@@ -48,8 +48,8 @@ class SelfJudgeReward:
         fmt: ``serl`` (``\\boxed{1}``/``\\boxed{2}``) or ``srr1`` (``Winner: response A|B``).
         aggregator: a name in :data:`selfrl.judging.aggregators.AGGREGATORS`.
         schedule: ``both_orders`` (SERL) or ``coin_flip`` (SR-R1).
-        judge_samples: K, judgments per unordered pair.
-        sampling: the judge's sampling settings.
+        judge_samples: K, judgments per unordered pair (SERL: 4-8).
+        sampling: the judge's sampling settings (default SERL's: temperature 0.9, 2,048 tokens).
         seed: seeds the coin flips.
         generator: a ``torch.Generator`` for the judge's sampling (the trainer's, so that
             resume is exact).
@@ -58,7 +58,7 @@ class SelfJudgeReward:
     name = "self_judge"
 
     def __init__(self, engine, tokenizer, fmt: str = "serl", aggregator: str = "copeland",
-                 schedule: str = "both_orders", judge_samples: int = 2,
+                 schedule: str = "both_orders", judge_samples: int = 4,
                  sampling: SamplingParams | None = None,
                  seed: int = 0, generator=None, name: str | None = None) -> None:
         if fmt not in FORMATS:
@@ -67,7 +67,7 @@ class SelfJudgeReward:
         self.aggregate = AGGREGATORS.get(aggregator)
         self.params = AggregatorParams(judge_samples=judge_samples)
         self.schedule = schedule
-        self.sampling = sampling or SamplingParams(temperature=0.9, max_new_tokens=48)
+        self.sampling = sampling or SamplingParams(temperature=0.9, max_new_tokens=2048)  # SERL's
         self.rng = random.Random(seed)
         self.generator = generator
         if name:

@@ -9,6 +9,7 @@ name               class               scores
 =================  ==================  ====================================================
 ``accuracy``       AccuracyReward      1.0 when the extracted math answer equals the gold
 ``format``         FormatReward        1.0 for a final ``\\boxed{…}`` (or a regex match)
+``tag_count``      TagCountReward      0.25 per SR-R1 think/answer tag seen exactly once
 ``length_penalty`` LengthPenalty       DAPO's soft overlong penalty, 0 down to -1
 ``python``         PythonFileReward    the user's function from a file (runs user code)
 ``http``           HttpReward          scores from a JSON endpoint, with retries
@@ -28,7 +29,7 @@ from selfrl.rewards.base import (
     compute_reward,
     reward_name,
 )
-from selfrl.rewards.formatting import THINK_ANSWER, FormatReward
+from selfrl.rewards.formatting import THINK_ANSWER, THINK_ANSWER_TAGS, FormatReward, TagCountReward
 from selfrl.rewards.length import LengthPenalty
 from selfrl.rewards.majority import MajorityVoteReward
 from selfrl.rewards.python_file import PythonFileReward, load_function
@@ -39,6 +40,7 @@ from selfrl.rewards.weighted import WeightedSum, weighted_sum
 
 __all__ = [
     "THINK_ANSWER",
+    "THINK_ANSWER_TAGS",
     "AccuracyReward",
     "FormatReward",
     "HttpReward",
@@ -50,6 +52,7 @@ __all__ = [
     "RewardError",
     "RewardModelReward",
     "RewardResult",
+    "TagCountReward",
     "WeightedSum",
     "available_rewards",
     "build_reward",

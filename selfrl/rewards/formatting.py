@@ -1,4 +1,5 @@
-"""Format reward: 1.0 when a completion has the required shape, else 0.0.
+"""Format rewards: 1.0 when a completion has the required shape, else 0.0; and SR-R1's
+tag-count reward (:class:`TagCountReward`), partial credit per layout tag.
 
 By default the completion must contain a complete final answer box: the last
 ``\\boxed{…}`` (or ``\\fbox{…}``) with balanced braces and something inside.  With
@@ -25,6 +26,7 @@ from selfrl.rewards.base import RewardBatch, RewardError, RewardResult, mean
 from selfrl.rewards.registry import register_reward
 
 THINK_ANSWER = r"<think>.*?</think>\s*<answer>.*?</answer>"
+THINK_ANSWER_TAGS = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
 
 
 @register_reward("format")
@@ -63,3 +65,35 @@ class FormatReward:
     def __call__(self, batch: RewardBatch) -> RewardResult:
         scores = [1.0 if self.matches(c) else 0.0 for c in batch.completions]
         return RewardResult(scores, {"format_fraction": mean(scores)})
+
+
+@register_reward("tag_count")
+class TagCountReward:
+    """open-r1's ``tag_count_reward`` (part of SR-R1's reward sum): 0.25 for each of
+    :data:`THINK_ANSWER_TAGS` (``<think>\\n``, ``\\n</think>\\n``, ``\\n<answer>\\n``,
+    ``\\n</answer>``) that appears exactly once in the completion, so 0.0 to 1.0.
+
+    Args:
+        name: the name used in logs and errors.
+
+    Metric: ``tag_count_mean`` (mean score).
+
+    >>> batch = RewardBatch(["q"] * 3, ["<think>\\nx\\n</think>\\n<answer>\\n4\\n</answer>",
+    ...                                 "<think>\\nx\\n</think>\\n4", "4"], [{}] * 3, 3)
+    >>> TagCountReward()(batch).scores
+    [1.0, 0.5, 0.0]
+    """
+
+    name = "tag_count"
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+
+    @staticmethod
+    def count(text: str) -> float:
+        return 0.25 * sum(text.count(tag) == 1 for tag in THINK_ANSWER_TAGS)
+
+    def __call__(self, batch: RewardBatch) -> RewardResult:
+        scores = [self.count(c) for c in batch.completions]
+        return RewardResult(scores, {"tag_count_mean": mean(scores)})

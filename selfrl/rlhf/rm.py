@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from selfrl.config.loader import StrictModel
-from selfrl.data.io import read_rows
+from selfrl.data.io import read_rows, staged_dir
 from selfrl.trl_support import HFRunConfig, HFTrainConfig, hf_trainer_args, peft_config
 
 TEMPLATE = "Question: {question}\n\nAnswer: {response}"
@@ -39,6 +39,21 @@ class RmDataConfig(StrictModel):
     rejected_field: str = Field("response_k", description="field holding the rejected response")
     template: str = Field(TEMPLATE, description="text scored by the model ({question}, {response})")
     limit: int = Field(0, ge=0, description="use only the first N training rows (0: all)")
+    train_split: str = Field(
+        "train", description="data.train's split when it is a dataset (a folder or a hub name)")
+    eval_split: str = Field(
+        "test", description="data.eval's split when it is a dataset (a folder or a hub name)")
+    subset: str | None = Field(None, description="a dataset's config name, or a folder inside it (data_dir, "
+                                                 "e.g. data/reward for lvwerra/stack-exchange-paired)")
+
+    @model_validator(mode="after")
+    def _check_template(self) -> RmDataConfig:
+        try:
+            self.template.format(question="", response="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"template {self.template!r} is not a format string over {{question}} and "
+                             f"{{response}} ({type(e).__name__}: {e})") from None
+        return self
 
 
 class RmTrainConfig(HFTrainConfig):
@@ -133,8 +148,22 @@ def pair_accuracy(model, tokenizer, rows: list[dict], data: RmDataConfig) -> dic
             "mean_chosen": sum(j) / len(j), "mean_rejected": sum(k) / len(k)}
 
 
+def read_preferences(data: RmDataConfig) -> tuple[list[dict], list[dict] | None]:
+    """The training rows (first ``limit``) and the held-out rows (None without ``eval``), each with
+    the question and both response fields: every input is read before any training starts."""
+    fields = [data.question_field, data.chosen_field, data.rejected_field]
+    rows = read_rows(data.train, fields, split=data.train_split, subset=data.subset)
+    held_out = read_rows(data.eval, fields, split=data.eval_split, subset=data.subset) if data.eval else None
+    return rows[: data.limit] if data.limit else rows, held_out
+
+
 def run_rm(cfg: RmConfig) -> dict:
-    """Train the reward model, save it (model + tokenizer) and return the report."""
+    """Check every input, train the reward model and save it (model + tokenizer) with its report.
+
+    The model is written to ``output_dir/model.partial`` and renamed to ``output_dir/model`` only
+    when the report is written too, so a failed or interrupted run leaves no ``model`` folder
+    that a pipeline would take for done.
+    """
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
@@ -142,10 +171,7 @@ def run_rm(cfg: RmConfig) -> dict:
     from selfrl.models import load_tokenizer, resolve_model_path
 
     t0 = time.time()
-    fields = [cfg.data.question_field, cfg.data.chosen_field, cfg.data.rejected_field]
-    rows = read_rows(cfg.data.train, fields)
-    if cfg.data.limit:
-        rows = rows[: cfg.data.limit]
+    rows, held_out = read_preferences(cfg.data)
     path = resolve_model_path(cfg.model.path)
     tokenizer = load_tokenizer(path)
     pairs, counts = preference_pairs(rows, cfg.data, tokenizer, cfg.train.max_length)
@@ -159,14 +185,14 @@ def run_rm(cfg: RmConfig) -> dict:
                         save_strategy="no")
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
                             processing_class=tokenizer, peft_config=peft_config(cfg.model.lora, "SEQ_CLS"))
-    result = trainer.train()
-    trainer.save_model(str(out / "model"))
-    tokenizer.save_pretrained(out / "model")
-    report: dict = {"train_loss": result.training_loss, "steps": result.global_step, "pairs": counts,
-                    "minutes": (time.time() - t0) / 60, "model": str(out / "model")}
-    if cfg.data.eval:
-        held_out = read_rows(cfg.data.eval, fields)
-        scorer = trainer.model.merge_and_unload() if cfg.model.lora is not None else trainer.model
-        report["eval"] = pair_accuracy(scorer.eval(), tokenizer, held_out, cfg.data)
-    (out / "rm_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    with staged_dir(out / "model") as staged:
+        result = trainer.train()
+        trainer.save_model(str(staged))
+        tokenizer.save_pretrained(staged)
+        report: dict = {"train_loss": result.training_loss, "steps": result.global_step, "pairs": counts,
+                        "minutes": (time.time() - t0) / 60, "model": str(out / "model")}
+        if held_out is not None:
+            scorer = trainer.model.merge_and_unload() if cfg.model.lora is not None else trainer.model
+            report["eval"] = pair_accuracy(scorer.eval(), tokenizer, held_out, cfg.data)
+        (out / "rm_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -39,7 +39,7 @@ from pydantic import Field
 from selfrl.config import StrictModel, validate_section
 from selfrl.data.arith import solve_arith_text
 from selfrl.eval.extract import equivalent, extract_answer
-from selfrl.prompts import parse_numbered_items, self_instruct_messages, solve_messages
+from selfrl.prompts import SELF_INSTRUCT_SYSTEM, parse_numbered_items, self_instruct_messages, solve_messages
 from selfrl.rewards.majority import majority_scores
 from selfrl.rollout.base import SamplingParams
 from selfrl.selfplay.filters import FORMAT_FILTERS, word_count
@@ -53,6 +53,10 @@ class SerlArgs(StrictModel):
 
     mode: Literal["selfplay", "fixed"] = Field("selfplay", description="selfplay: write new problems; "
                                                "fixed: majority vote on data.train's prompts")
+    self_instruct_system: str = Field(
+        SELF_INSTRUCT_SYSTEM, description="the instruction-generation prompt's system turn: the teacher's "
+                                          "brief, naming the kind of problem to write (default: math word "
+                                          "problems)")
     n_fewshot: int = Field(8, ge=1, description="examples per instruction-generation prompt")
     max_generated_fewshot: int = Field(2, ge=0, description="of which at most this many are generated")
     gen_temperature: float = Field(0.8, ge=0, description="instruction sampling temperature")
@@ -71,6 +75,8 @@ class SerlArgs(StrictModel):
 @register_recipe("serl")
 class SeRL(Recipe):
     """Self-play RL from a small seed set; labels never reach the reward."""
+
+    args_model = SerlArgs
 
     def __init__(self, trainer) -> None:
         super().__init__(trainer)
@@ -114,7 +120,8 @@ class SeRL(Recipe):
     def generate_problems(self) -> list[str]:
         """One round: sample instruction prompts, parse items, filter; returns accepted problems."""
         a, tok = self.args, self.trainer.tokenizer
-        prompts = [tok.apply_chat_template(self_instruct_messages(self.fewshot_examples()),
+        system = a.self_instruct_system
+        prompts = [tok.apply_chat_template(self_instruct_messages(self.fewshot_examples(), system),
                                            add_generation_prompt=True, tokenize=True, return_dict=False)
                    for _ in range(a.gen_prompts_per_round)]
         params = SamplingParams(n=1, temperature=a.gen_temperature, top_p=a.gen_top_p,

@@ -144,8 +144,8 @@ def build_instances(problem: str, steps: list[str]) -> list[dict]:
     >>> rows = build_instances("Sam has 8 shells...", ["He has 8.", "8 + 6 = 14.", "14 - 4 = 10."])
     >>> [(r["step_index"], r["target"], len(r["previous_steps"])) for r in rows]
     [(2, '8 + 6 = 14.', 1), (3, '14 - 4 = 10.', 2)]
-    >>> rows[1]["prompt"][0]["content"].splitlines()[-2:]
-    ['1. He has 8.', '2. 8 + 6 = 14.']
+    >>> [m["role"] for m in rows[1]["prompt"]], rows[1]["prompt"][1]["content"].splitlines()[-2:]
+    (['system', 'user'], ['1. He has 8.', '2. 8 + 6 = 14.'])
     """
     n = len(steps)
     return [

@@ -41,6 +41,8 @@ class RolloutBatch:
     fixed_advantages: torch.Tensor | None = None  # (B,) set by a recipe: no estimator runs
     values: torch.Tensor | None = None          # (B, C) critic values at rollout time (gae)
     returns: torch.Tensor | None = None         # (B, C) the critic's targets (gae)
+    temperatures: torch.Tensor | None = None    # (B,) each sequence's sampling temperature when
+    #   they differ (SERL's judge samples); None: all at rollout.temperature
     metrics: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -89,6 +91,11 @@ def merge_prepared(batches: list[RolloutBatch]) -> RolloutBatch:
 
     out.advantages, out.old_logprobs, out.ref_logprobs = cat("advantages"), cat("old_logprobs"), \
         cat("ref_logprobs")
+    temps = [b.temperatures for b in batches]
+    if any(t is not None for t in temps):
+        if any(t is None for t in temps):
+            raise ValueError("cannot merge batches where only some have temperatures")
+        out.temperatures = torch.cat(temps)  # (B,)
     weights = [b.loss_weight if b.loss_weight is not None else torch.ones(len(b)) for b in batches]
     out.loss_weight = torch.cat(weights)  # (B,)
     out.metrics = {k: v for b in batches for k, v in b.metrics.items()}
@@ -171,23 +178,24 @@ def pad_shared_prompts(prompts: list[list[int]], completions: list[list[int]], p
                                  comp.to(device), resp.to(device))
 
 
-def completion_logprobs(model, seq: Sequences | SharedPromptSequences, temperature: float = 1.0,
-                        with_entropy: bool = False,
+def completion_logprobs(model, seq: Sequences | SharedPromptSequences,
+                        temperature: float | torch.Tensor = 1.0, with_entropy: bool = False,
                         head: OutputHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs ``(B, C)`` of the completion tokens (and their entropy, detached).
 
     Logits are divided by the sampling temperature, so the logprobs are those of the
-    distribution the rollout sampled from.  With ``head`` (:meth:`OutputHead.probe` of ``model``)
-    the output layer runs in chunks over completion tokens only (:mod:`selfrl.trainer.lm_head`);
-    padded positions then hold 0.
+    distribution the rollout sampled from: one for all, or a ``(B,)`` tensor of each sequence's
+    own (SERL's judge samples are drawn at the judge's temperature).  With ``head``
+    (:meth:`OutputHead.probe` of ``model``) the output layer runs in chunks over completion
+    tokens only (:mod:`selfrl.trainer.lm_head`); padded positions then hold 0.
     """
     if head is not None:
         hidden = _completion_hidden(head.decoder, seq)  # (B, C, H)
         target = seq.completion_ids if isinstance(seq, SharedPromptSequences) \
             else seq.input_ids[:, seq.prompt_len:]
         keep = seq.response_mask.bool()  # (B, C)
-        lp, ent = linear_logprobs(hidden[keep], head.linear.weight, head.linear.bias, target[keep],
-                                  temperature, with_entropy)  # (N,)
+        lp, ent = _head_logprobs(head, hidden[keep], target[keep], _token_temperatures(temperature, keep),
+                                 with_entropy)  # (N,)
         scatter = lambda x: torch.zeros(keep.shape, device=x.device).masked_scatter(keep, x)  # noqa: E731
         return scatter(lp), (scatter(ent) if ent is not None else None)
     if isinstance(seq, SharedPromptSequences):
@@ -200,6 +208,32 @@ def completion_logprobs(model, seq: Sequences | SharedPromptSequences, temperatu
                 position_ids=seq.position_ids, use_cache=False, logits_to_keep=C + 1)
     logits = out.logits[:, :-1, :]  # (B, C, V) position t predicts token t + 1
     return _token_logprobs(logits, seq.input_ids[:, P:], temperature, with_entropy)
+
+
+def _token_temperatures(temperature: float | torch.Tensor, keep: torch.Tensor) -> float | torch.Tensor:
+    """``temperature`` as is, or a per-sequence ``(B,)`` one repeated over each kept token ``(N,)``."""
+    if not isinstance(temperature, torch.Tensor):
+        return temperature
+    return temperature.to(keep.device)[:, None].expand(keep.shape)[keep]  # (N,)
+
+
+def _head_logprobs(head: OutputHead, hidden: torch.Tensor, target: torch.Tensor,
+                   temperature: float | torch.Tensor,
+                   with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`linear_logprobs` of ``hidden`` ``(N, H)``; with per-token temperatures ``(N,)``,
+    one call per distinct temperature (a batch holds one or two)."""
+    w, b = head.linear.weight, head.linear.bias
+    if not isinstance(temperature, torch.Tensor):
+        return linear_logprobs(hidden, w, b, target, temperature, with_entropy)
+    lp = torch.zeros(len(target), device=hidden.device)  # (N,)
+    ent = torch.zeros_like(lp) if with_entropy else None
+    for t in temperature.unique().tolist():
+        sel = temperature == t  # (N,) the tokens sampled at t
+        lp_t, ent_t = linear_logprobs(hidden[sel], w, b, target[sel], t, with_entropy)
+        lp = lp.to(lp_t.dtype).masked_scatter(sel, lp_t)
+        if ent is not None:
+            ent = ent.to(ent_t.dtype).masked_scatter(sel, ent_t)
+    return lp, ent
 
 
 def _completion_hidden(decoder, seq: Sequences | SharedPromptSequences) -> torch.Tensor:
@@ -246,11 +280,14 @@ def _shared_prompt_logits(model, seq: SharedPromptSequences) -> torch.Tensor:
     return torch.cat([first, rest], 1)  # (B, C, V)
 
 
-def _token_logprobs(logits: torch.Tensor, target: torch.Tensor, temperature: float,
+def _token_logprobs(logits: torch.Tensor, target: torch.Tensor, temperature: float | torch.Tensor,
                     with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logprobs ``(B, C)`` of ``target`` under ``logits / temperature`` ``(B, C, V)``, and the entropy."""
+    """Logprobs ``(B, C)`` of ``target`` under ``logits / temperature`` ``(B, C, V)``, and the entropy
+    (``temperature``: one, or ``(B,)`` one per sequence)."""
     logits = logits.float()
-    if temperature and temperature != 1.0:
+    if isinstance(temperature, torch.Tensor):
+        logits = logits / temperature.to(logits.device, logits.dtype)[:, None, None]  # (B, C, V)
+    elif temperature and temperature != 1.0:
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)  # (B, C, V)
     logprobs = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, C)

@@ -4,7 +4,7 @@ A checkpoint ``RUN_DIR/checkpoints/step-000010/`` holds ``model/`` (Hugging Face
 ``from_pretrained``-loadable; a PEFT adapter when training LoRA), the tokenizer, and
 ``trainer_state.pt`` (optimizer, scheduler, every RNG state, the data cursor, recipe state).
 A crash while writing leaves only a ``.tmp-*`` folder behind; the last complete checkpoint
-is untouched.
+is untouched, and a resume removes the leftovers (:func:`remove_partial_saves`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 
 PREFIX = "step-"
+# What a run writes into its folder: ``selfrl train --overwrite`` removes exactly these.
+RUN_ARTEFACTS = ("metrics.jsonl", "config.yaml", "checkpoints", "tensorboard", "eval", "selfplay", "plots",
+                 "wandb")
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -30,6 +33,42 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         return []
     return sorted(p for p in root.iterdir()
                   if p.is_dir() and p.name.startswith(PREFIX) and (p / "trainer_state.pt").is_file())
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` already holds a run: its metrics or anything under ``checkpoints/``."""
+    root = checkpoint_dir(run_dir)
+    return (Path(run_dir) / "metrics.jsonl").is_file() or (root.is_dir() and any(root.iterdir()))
+
+
+def clear_run(run_dir: str | Path) -> None:
+    """Remove an earlier run's files (:data:`RUN_ARTEFACTS`) from ``run_dir``; anything else stays."""
+    for name in RUN_ARTEFACTS:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def remove_partial_saves(run_dir: str | Path) -> list[Path]:
+    """Clean up after a crash in :func:`save_checkpoint`: remove ``.tmp-*`` folders (half-written
+    checkpoints) and ``.old-*`` ones, but put an ``.old-step-N-*`` back as ``step-N`` when the
+    crash came between its two renames and left no ``step-N``.  Returns what was removed."""
+    root = checkpoint_dir(run_dir)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for path in sorted(root.glob(".old-*")) + sorted(root.glob(".tmp-*")):  # .old- first: may restore
+        if not path.is_dir():
+            continue
+        final = root / path.name.removeprefix(".old-").rsplit("-", 1)[0]
+        if path.name.startswith(".old-") and final.name.startswith(PREFIX) and not final.exists():
+            os.replace(path, final)
+        else:
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
 
 
 def resolve_resume(resume: str | None, run_dir: str | Path) -> Path | None:

@@ -142,7 +142,7 @@ class DistContext:
             return metrics
         out: dict = {}
         gathered = self.gather_objects(metrics)
-        for k in metrics:
+        for k in dict.fromkeys(k for m in gathered for k in m):  # a process with no rows reports fewer
             values = [float(m[k]) for m in gathered if k in m]
             out[k] = sum(values) / len(values)
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from selfrl.config.loader import StrictModel
 from selfrl.rewards import WeightedSum, build_reward
 
 if TYPE_CHECKING:
@@ -47,10 +48,16 @@ def get_recipe(name: str) -> type[Recipe]:
     return RECIPES[name]
 
 
+class NoArgs(StrictModel):
+    """``recipe_args`` of a recipe that takes none."""
+
+
 class Recipe:
     """Hooks called by :class:`~selfrl.trainer.trainer.Trainer`; the defaults are RLVR's."""
 
     name = "base"
+    # The schema of ``recipe_args``, checked when the config loads (None: the recipe checks them).
+    args_model: type[StrictModel] | None = None
 
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
@@ -90,3 +97,5 @@ class Recipe:
 @register_recipe("rlvr")
 class RLVR(Recipe):
     """Reinforcement learning with verifiable rewards: the ground-truth baseline."""
+
+    args_model = NoArgs

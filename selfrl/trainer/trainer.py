@@ -1,8 +1,11 @@
 """The RL trainer: a page of named steps.
 
 ``fit`` runs, every step: sample prompts → rollout n per prompt → score → filter (dynamic
-sampling and the recipe's own filters; refill until the batch is full) → advantages →
+sampling and the recipe's own filters; refill until the batch is full or ``filter.max_attempts``
+run out, then train the shorter batch, or skip the update when nothing was kept) → advantages →
 PPO epochs over micro-batches with gradient accumulation → log → evaluate → checkpoint.
+With several processes, one whose filters kept no group takes part in every collective with an
+empty batch.
 The algorithm maths lives in :mod:`selfrl.algorithms`; the trainer only calls it by name.
 """
 
@@ -92,6 +95,10 @@ class Trainer:
         for module in (self.model, self.critic):
             if module is not None:
                 self.dist.broadcast_parameters(module)
+        self.resume_requested = bool(resume)
+        if resume and self.dist.is_main:  # a crash while saving left half-written folders
+            ckpt.remove_partial_saves(self.run_dir)
+        self.dist.barrier()
         self.resumed_from = ckpt.resolve_resume(resume, self.run_dir)
         if self.resumed_from is not None:
             self._load(self.resumed_from)
@@ -114,6 +121,9 @@ class Trainer:
                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
         elif self.cfg.algorithm.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        for model in (self.model, self.ref_model):  # LoRA's dropout too: after get_peft_model
+            if model is not None:
+                disable_dropout(model)
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.pad_id = self.tokenizer.pad_token_id
@@ -130,6 +140,7 @@ class Trainer:
 
             init = self.cfg.model.path if self.cfg.critic.init == "policy" else self.cfg.critic.init
             self.critic = ValueModel.from_pretrained(init).to(self.device)
+            disable_dropout(self.critic)
             self.critic_optimizer = make_adamw(list(self.critic.parameters()), lr=self.cfg.critic.lr,
                                                betas=self.cfg.train.betas)
         self.kl_ctl = AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target else None
@@ -144,7 +155,8 @@ class Trainer:
         self.prompt_format = PromptFormat(data.prompt_template, data.system_prompt, data.chat_template)
         _maybe_write_arith(data.train, data.arith_if_missing)
         required = [data.answer_field] if data.require_answer else []
-        rows = read_rows(data.train, required=required + self.prompt_format.fields())
+        rows = read_rows(data.train, required=required + self.prompt_format.fields(), split=data.train_split,
+                         subset=data.subset)
         for i, row in enumerate(rows, start=1):
             if not isinstance(row.get("prompt"), list) and data.question_field not in row:
                 raise ValueError(f"{data.train}:{i}: missing field {data.question_field!r} "
@@ -153,7 +165,8 @@ class Trainer:
         self.eval_rows = None
         if data.eval:
             _maybe_write_arith(data.eval, data.arith_if_missing)
-            self.eval_rows = read_rows(data.eval, required=[data.answer_field, *self.prompt_format.fields()])
+            self.eval_rows = read_rows(data.eval, required=[data.answer_field, *self.prompt_format.fields()],
+                                       split=data.eval_split, subset=data.subset)
             if self.cfg.eval.limit:
                 self.eval_rows = self.eval_rows[:self.cfg.eval.limit]
 
@@ -190,8 +203,12 @@ class Trainer:
         if main:  # several processes: rank 0 writes files and logs
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        # Resumed: the crashed run's rows past the checkpoint are replayed, so they go first (all
+        # of them when no checkpoint was found and the run starts again from step 0).
+        drop_after = (self.step if self.resumed_from else -1) if self.resume_requested else None
         logger = MetricsLogger(self.run_dir, cfg.logging.tensorboard, cfg.logging.wandb,
-                               cfg.logging.wandb_project, config_to_dict(cfg)) if main else NullLogger()
+                               cfg.logging.wandb_project, config_to_dict(cfg),
+                               drop_after=drop_after) if main else NullLogger()
         summary: dict = {"run_dir": str(self.run_dir)}
         if self.step == 0 and cfg.eval.at_start and self.eval_rows:
             summary["before"] = self._evaluate_on_main()
@@ -211,6 +228,8 @@ class Trainer:
                     stop = self.dist.any_true(self._stop_signal is not None)  # a signal stops every rank
                     if self._should("checkpoint") or stop:
                         self.save()
+            if stop:  # every process reports the signal, whichever received it
+                self._stop_signal = next(s for s in self.dist.gather_objects(self._stop_signal) if s)
         finally:
             _restore_signal_handlers(old_handlers)
             logger.close()
@@ -223,6 +242,8 @@ class Trainer:
         self.step += 1
         t0 = time.perf_counter()
         batch = self.collect()
+        if not self.dist.any_true(len(batch) > 0):  # every group filtered out, in every process
+            return self._skip_update(batch, time.perf_counter() - t0)
         extra = self.recipe.extra_batch(batch)  # e.g. SERL's judge samples
         t1 = time.perf_counter()
         self.prepare(batch)
@@ -230,6 +251,7 @@ class Trainer:
             self.prepare(extra)
             batch = merge_prepared([batch, extra])
         metrics = self.update(batch)
+        metrics["update/skipped_empty"] = 0.0
         t2 = time.perf_counter()
         metrics.update(self._sync_engine(batch))
         t3 = time.perf_counter()
@@ -240,6 +262,14 @@ class Trainer:
         self.recipe.on_step_end(self.step, batch, metrics)
         return metrics
 
+    def _skip_update(self, batch: RolloutBatch, t_collect: float) -> dict:
+        """The metrics of a step whose filters kept no group: no update, the weights and the
+        rollout engine unchanged; the step still counts, is logged and may be checkpointed."""
+        metrics = {**batch.metrics, "update/skipped_empty": 1.0, "update/skipped_nonfinite": 0.0,
+                   "time/collect": t_collect, "time/step": t_collect, "lr": self.scheduler.get_last_lr()[0]}
+        self.recipe.on_step_end(self.step, batch, metrics)
+        return metrics
+
     def _sync_engine(self, batch: RolloutBatch) -> dict:
         """Give the rollout engine the updated weights before the next rollout.  Every
         ``rollout.verify_sync_every``-th sync, compare its logprobs of the batch's first sequence
@@ -247,8 +277,8 @@ class Trainer:
         r = self.cfg.rollout
         self.engine.sync_weights(self.model)
         self.syncs += 1
-        if not r.verify_sync_every or self.syncs % r.verify_sync_every:
-            return {}
+        if not r.verify_sync_every or self.syncs % r.verify_sync_every or not len(batch):
+            return {}  # (a process whose filters kept no group this step has no probe sequence)
         gap = self.engine.verify_sync(self.model, batch.prompt_ids[0] + batch.completion_ids[0])
         if not gap <= r.sync_tolerance:  # nan stops too
             raise TrainingStopped(f"step {self.step}: after the weight sync, vLLM's logprobs differ from the "
@@ -295,11 +325,13 @@ class Trainer:
         """Set ``batch.scores`` from the reward; returns the reward's metrics."""
         result = compute_reward(self.reward, RewardBatch(batch.prompts_text, batch.texts, batch.rows,
                                                          batch.group_size))
-        batch.scores = torch.tensor(result.scores, dtype=torch.float32)
+        # float64: the estimators keep rewards that differ by 1e-4 exact (float32 would not)
+        batch.scores = torch.tensor(result.scores, dtype=torch.float64)  # (B,)
         return result.metrics
 
     def collect(self) -> RolloutBatch:
-        """Rollout, score and filter until ``prompts_per_step`` groups are kept (or attempts run out)."""
+        """Rollout, score and filter until ``prompts_per_step`` groups are kept or attempts run out
+        (then fewer: the dropped groups are passed to the recipe as such, never trained)."""
         f, need = self.cfg.filter, self.local_prompts  # this process's share
         kept, dropped, seen = [], [], []
         attempts = 0
@@ -326,11 +358,10 @@ class Trainer:
         if not self.dist.all_true(bool(seen)):  # every process stops, none waits for the others
             raise RuntimeError(f"recipe {self.cfg.recipe!r} produced no prompts in {attempts} attempts"
                                + (" for some process" if self.dist.enabled else ""))
+        # Out of attempts, the batch stays short: a dropped group is never trained (its advantage
+        # is zero only under group-normalised estimators) and never reaches a recipe's pools.
         out = RolloutBatch.concat(kept)
         missing = need - out.num_groups
-        if missing > 0:  # refill ran out of attempts: top up with dropped groups (zero advantage)
-            pool = RolloutBatch.concat(dropped)
-            out = RolloutBatch.concat([out, pool.select_groups(list(range(min(missing, pool.num_groups))))])
         self.recipe.on_collected(out, RolloutBatch.concat(dropped))
         out.metrics = self._collect_metrics(RolloutBatch.concat(seen), out, reward_metrics, attempts,
                                             missing, t_roll, t_score)
@@ -361,14 +392,16 @@ class Trainer:
         m = g.mean_metrics({f"reward/{k}" if not k.startswith("reward/") else k: sum(v) / len(v)
                             for k, v in reward_metrics.items()})
         unfilled = g.sum_scalar(max(missing, 0))
+        trained = len(lengths) > 0  # no kept group anywhere: the step trains nothing (0 below, not nan)
         m.update({
             "reward/mean": float(seen_scores.mean()),
             "reward/std": float(seen_scores.std()) if len(seen_scores) > 1 else 0.0,  # one sequence: not nan
-            "reward/trained_mean": float(out_scores.mean()),
-            "response_length/mean": float(lengths.mean()), "response_length/max": float(lengths.max()),
+            "reward/trained_mean": float(out_scores.mean()) if trained else 0.0,
+            "response_length/mean": float(lengths.mean()) if trained else 0.0,
+            "response_length/max": float(lengths.max()) if trained else 0.0,
             "response/truncated_frac": g.sum_scalar(sum(r == "length" for r in out.finish_reasons))
-            / len(lengths),
-            "filter/attempts": attempts, "filter/kept_frac": (g.sum_scalar(out.num_groups) - unfilled)
+            / max(1, len(lengths)),
+            "filter/attempts": attempts, "filter/kept_frac": g.sum_scalar(out.num_groups)
             / max(1, g.sum_scalar(seen.num_groups)), "filter/unfilled_groups": unfilled,
             "tokens/generated": g.sum_scalar(float(sum(len(c) for c in seen.completion_ids))),
             "time/rollout": t_roll, "time/score": t_score,
@@ -378,7 +411,7 @@ class Trainer:
     def prepare(self, batch: RolloutBatch) -> None:
         """Old and reference logprobs when needed, then advantages."""
         a = self.cfg.algorithm
-        C = max(1, max(len(c) for c in batch.completion_ids))
+        C = max(1, max((len(c) for c in batch.completion_ids), default=0))  # a process may hold none
         mask = torch.zeros(len(batch), C)
         for i, c in enumerate(batch.completion_ids):
             mask[i, :len(c)] = 1
@@ -405,8 +438,8 @@ class Trainer:
         out = global_advantages(ADVANTAGE_ESTIMATORS.get(a.advantage),  # batch statistics over all ranks
                                 AdvantageInput(scores=batch.scores, response_mask=mask, group_index=groups,
                                                kl=kl, values=batch.values), params, self.dist)
-        batch.advantages = out.advantages
-        batch.returns = out.returns
+        batch.advantages = out.advantages.float()  # computed in float64 from the scores; the loss is float32
+        batch.returns = None if out.returns is None else out.returns.float()
         batch.metrics["advantage/abs_mean"] = float(self.dist.sum_tensor((out.advantages.abs() * mask).sum())
                                                     / self.dist.sum_tensor(mask.sum()))
 
@@ -427,13 +460,13 @@ class Trainer:
 
     @torch.no_grad()
     def _per_token_no_grad(self, batch: RolloutBatch, C: int, compute, share: bool = False) -> torch.Tensor:
-        """``compute(seq) -> (b, c)`` over micro-batches, gathered into a CPU ``(B, C)`` tensor.
+        """``compute(seq, idx) -> (b, c)`` over micro-batches, gathered into a CPU ``(B, C)`` tensor.
         ``share``: ``compute`` takes :class:`SharedPromptSequences` too."""
         out = torch.zeros(len(batch), C)
         for idx in _chunks(list(range(len(batch))), self.cfg.train.micro_batch_size):
             seq = self._sequences(batch, idx, share)
             with self._autocast():
-                x = compute(seq)
+                x = compute(seq, idx)
             out[idx, :x.shape[1]] = x.float().cpu()
         return out
 
@@ -443,17 +476,24 @@ class Trainer:
 
         head = self.ref_head if model is self.ref_model else self.head
 
-        def compute(seq):
+        def compute(seq, idx):
             with self.model.disable_adapter() if adapter_off else contextlib.nullcontext():
-                return completion_logprobs(model, seq, self.cfg.rollout.temperature or 1.0, head=head)[0]
+                return completion_logprobs(model, seq, self._temperature(batch, idx), head=head)[0]
 
         return self._per_token_no_grad(batch, C, compute, share=True)
+
+    def _temperature(self, batch: RolloutBatch, idx: list[int]) -> float | torch.Tensor:
+        """What the rows ``idx`` were sampled at: ``rollout.temperature``, or ``(b,)`` each row's own
+        when the batch carries them (SERL's judge samples)."""
+        if batch.temperatures is None:
+            return self.cfg.rollout.temperature or 1.0
+        return batch.temperatures[idx]
 
     def _values_no_grad(self, batch: RolloutBatch, C: int) -> torch.Tensor:
         from selfrl.trainer.critic import completion_values
 
         self.critic.eval()
-        return self._per_token_no_grad(batch, C, lambda seq: completion_values(self.critic, seq))
+        return self._per_token_no_grad(batch, C, lambda seq, _: completion_values(self.critic, seq))
 
     def update(self, batch: RolloutBatch) -> dict:
         """PPO epochs over mini-batches; micro-batches accumulate gradients."""
@@ -469,7 +509,7 @@ class Trainer:
             epoch_kl: list[float] = []
             shuffle = a.ppo_epochs > 1 or a.mini_batches > 1
             order = torch.randperm(B, generator=self.generator).tolist() if shuffle else list(range(B))
-            for mb in _chunks(order, B // a.mini_batches):
+            for mb in _split(order, a.mini_batches):  # a short batch (filters) has short mini-batches
                 grad_norm = self._mini_batch_step(batch, mb, lengths, sums, epoch_kl)
                 if grad_norm is None:
                     skipped += 1
@@ -483,9 +523,12 @@ class Trainer:
             sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
         sums["ppo/epochs_run"] = epochs_run
         sums = self.dist.mean_metrics(sums)
-        if self.kl_ctl is not None:
-            measured = batch.metrics.get("kl/rollout", sums.get("kl", 0.0))
-            sums["kl/coef"] = self.kl_ctl.update(measured, int(self.dist.sum_scalar(len(batch))))
+        if self.kl_ctl is not None:  # its target is on the KL summed over a sequence (Ziegler et al.)
+            n_seq = self.dist.sum_scalar(B)  # token-mean KL x mean length = mean per-sequence sum:
+            measured = batch.metrics.get("kl/rollout", sums.get("kl", 0.0)) \
+                * self.dist.sum_scalar(float(lengths.sum())) / max(1, n_seq)
+            sums["kl/sequence_sum"] = measured
+            sums["kl/coef"] = self.kl_ctl.update(measured, int(n_seq))
         sums["update/skipped_nonfinite"] = skipped
         self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
         return sums
@@ -516,7 +559,7 @@ class Trainer:
             epoch_kl.append(m.get("policy/approx_kl", 0.0))
         if self.critic is not None:
             for k, v in self._critic_update(batch, mb, n_tok).items():
-                sums[k] = sums.get(k, 0.0) + v * len(mb) / B / a.ppo_epochs
+                sums[k] = sums.get(k, 0.0) + v * len(mb) / max(1, B) / a.ppo_epochs
         finite = self.dist.all_true(finite)
         if finite:
             self.dist.all_reduce_grads(self.model.parameters())
@@ -572,7 +615,7 @@ class Trainer:
         a = self.cfg.algorithm
         seq = self._sequences(batch, idx)
         with self._autocast():
-            logprobs, entropy = completion_logprobs(self.model, seq, self.cfg.rollout.temperature or 1.0,
+            logprobs, entropy = completion_logprobs(self.model, seq, self._temperature(batch, idx),
                                                     with_entropy=True, head=self.head)
         C, mask = logprobs.shape[1], seq.response_mask
         adv = batch.advantages[idx, :C].to(self.device)  # (b, C)
@@ -705,6 +748,32 @@ def make_adamw(params: list[torch.nn.Parameter], **kwargs) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, **kwargs)
 
 
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Turn every kind of dropout of ``model`` off for good, as TRL and verl do: rollout, old,
+    reference and update logprobs must come from one deterministic network, or the first PPO
+    ratio is not 1 and the KL to an identical reference not 0.  Sets ``p = 0`` on dropout
+    modules (LoRA's included), and zeroes the float ``*drop*`` attributes (``attention_dropout``,
+    ``attn_pdrop``, ...) that attention code and some models read from their modules or their
+    config in ``forward`` (so a checkpoint's config says dropout 0: the model was trained so).
+
+    >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    >>> disable_dropout(m); m[1].p
+    0.0
+    """
+    configs = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        for obj in (module, getattr(module, "config", None)):
+            if obj is None or any(obj is c for c in configs):
+                continue
+            if obj is not module:
+                configs.append(obj)
+            for name, value in list(vars(obj).items()):
+                if "drop" in name and isinstance(value, float):
+                    setattr(obj, name, 0.0)
+
+
 def _restore_signal_handlers(old: dict) -> None:
     for sig, h in old.items():
         signal.signal(sig, h)
@@ -712,6 +781,16 @@ def _restore_signal_handlers(old: dict) -> None:
 
 def _chunks(xs: list[int], size: int) -> list[list[int]]:
     return [xs[i:i + size] for i in range(0, len(xs), size)]
+
+
+def _split(xs: list[int], parts: int) -> list[list[int]]:
+    """``xs`` cut into exactly ``parts`` consecutive pieces of near-equal size (some empty when
+    ``len(xs) < parts``): every process then takes the same number of optimizer steps.
+
+    >>> _split([0, 1, 2, 3, 4], 2), _split([0], 2)
+    ([[0, 1], [2, 3, 4]], [[], [0]])
+    """
+    return [xs[i * len(xs) // parts:(i + 1) * len(xs) // parts] for i in range(parts)]
 
 
 def _prompt_major(prompt_ids: list[list[int]], idx: list[int]) -> list[int]:
