@@ -124,3 +124,16 @@ def test_a_model_that_would_load_as_quantized_fails_at_start_up(tiny_model, tmp_
     with pytest.raises(ModelError, match=r"loads as quantized \(gguf\).*selfrl models import-gguf"):
         check_saveable(model, "some/model")
     check_saveable(type("Plain", (), {"hf_quantizer": None})(), "ok")
+
+
+def test_truncated_completions_get_the_truncated_reward(make_config):
+    """rollout.truncated_reward replaces the reward of every completion cut at max_new_tokens."""
+    from selfrl.trainer.trainer import Trainer
+
+    cfg = make_config(extra={"rollout": {"truncated_reward": -1.0, "max_new_tokens": 3}})
+    trainer = Trainer(RunConfig.model_validate(cfg))
+    batch = trainer.rollout(trainer.prompts.take(2))
+    trainer.score(batch)
+    cut = [r == "length" for r in batch.finish_reasons]
+    assert any(cut)  # 3 tokens: a random model rarely stops
+    assert all((s == -1.0) == c for s, c in zip(batch.scores.tolist(), cut))

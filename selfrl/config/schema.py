@@ -74,6 +74,11 @@ class RolloutConfig(StrictModel):
         None, ge=1, description="draw each step's token budget from [this, max_new_tokens] "
                                 "(the StackExchange PPO's length sampler); None: always max_new_tokens")
     batch_size: int = Field(64, ge=1, description="sequences decoded together")
+    truncated_reward: float | None = Field(
+        None, description="the reward of a completion cut at max_new_tokens, replacing what the rewards gave "
+                          "it (DAPO's overlong punishment in its simplest form: 0 stops a truncated ramble "
+                          "from earning the accuracy reward with a number it happened to end on); None: "
+                          "scored as written")
     seed_per_group: bool = Field(
         False, description="sample each prompt's group with its own generator seeded from (train.seed, step, "
                            "attempt, global group index): the completions then do not depend on the number "

@@ -327,6 +327,10 @@ class Trainer:
                                                          batch.group_size))
         # float64: the estimators keep rewards that differ by 1e-4 exact (float32 would not)
         batch.scores = torch.tensor(result.scores, dtype=torch.float64)  # (B,)
+        truncated = self.cfg.rollout.truncated_reward
+        if truncated is not None:  # an answer cut off at the budget is unfinished, whatever it says
+            cut = torch.tensor([r == "length" for r in batch.finish_reasons], dtype=torch.bool)  # (B,)
+            batch.scores[cut] = truncated
         return result.metrics
 
     def collect(self) -> RolloutBatch:
