@@ -42,7 +42,7 @@ def cmd_data_arith(args: argparse.Namespace) -> None:
 # --- selfrl data srl -----------------------------------------------------------------
 
 def cmd_data_srl(args: argparse.Namespace) -> None:
-    from selfrl.srl.steps import prepare_srl
+    from selfrl.data.srl import prepare_srl
 
     counts = prepare_srl(args.input, args.output, problem_field=args.problem_field,
                          solution_field=args.solution_field, answer_field=args.answer_field,
@@ -297,7 +297,7 @@ def cmd_rm_train(args: argparse.Namespace) -> None:
 
 def cmd_rm_score(args: argparse.Namespace) -> None:
     from selfrl.data.io import read_rows, write_jsonl
-    from selfrl.rlhf.rm import TEMPLATE, load_reward_model, score_texts
+    from selfrl.rewards.reward_model import TEMPLATE, load_reward_model, score_texts
 
     if args.response_field:
         rows = read_rows(args.data, [args.question_field, args.response_field])

@@ -142,8 +142,8 @@ def test_rlhf_ppo_recipe_follows_the_stackexchange_setup():
 # --- SRL, SeRL -----------------------------------------------------------------------------
 
 def test_srl_prompt_is_a_system_turn_then_a_user_turn():
+    from selfrl.data.srl import build_instances
     from selfrl.prompts import srl_messages
-    from selfrl.srl import build_instances
 
     system, user = srl_messages("Sam has 8 shells.", ["He has 8.", "8 + 6 = 14."])
     assert (system["role"], user["role"]) == ("system", "user")

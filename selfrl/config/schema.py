@@ -110,7 +110,7 @@ class AlgorithmConfig(StrictModel):
     loss_agg: str = Field("token-mean", description="token-mean, seq-mean-token-mean, seq-mean-token-sum, "
                                                     "seq-mean-token-sum-norm (Dr.GRPO)")
     kl_coef: float = Field(0.0, ge=0, description="KL weight (0: no reference model at all)")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator")
+    kl_estimator: str = Field("k3", description="KL estimator (k1, k2, k3)")
     kl_in_reward: bool = Field(False, description="fold the KL into the reward (REINFORCE++) "
                                                   "instead of adding it to the loss")
     ppo_epochs: int = Field(1, ge=1, description="passes over each rollout batch")
@@ -207,19 +207,23 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        from selfrl.algorithms import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
+        from selfrl.algorithms import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
 
         _check_recipe_args(self.recipe, self.recipe_args)
-        for value, registry in ((self.algorithm.advantage, ADVANTAGE_ESTIMATORS),
-                                (self.algorithm.policy_loss, POLICY_LOSSES),
-                                (self.algorithm.loss_agg, LOSS_AGGREGATIONS)):
+        a = self.algorithm
+        for value, registry in ((a.advantage, ADVANTAGE_ESTIMATORS), (a.policy_loss, POLICY_LOSSES),
+                                (a.loss_agg, LOSS_AGGREGATIONS), (a.kl_estimator, KL_ESTIMATORS)):
             if value not in registry:
                 raise ValueError(f"unknown {registry.kind} {value!r}; valid names: "
                                  f"{', '.join(registry.names())}")
-        if self.algorithm.advantage == "gae" and self.recipe != "rlvr":
-            raise ValueError(f"algorithm.advantage=gae (PPO with a critic) runs with recipe rlvr, whose "
-                             f"rewards can be any (accuracy, reward_model, ...); recipe {self.recipe!r} "
+        needs = ADVANTAGE_ESTIMATORS.traits(a.advantage)
+        if needs.critic and self.recipe != "rlvr":
+            raise ValueError(f"algorithm.advantage={a.advantage} (PPO with a critic) runs with recipe rlvr, "
+                             f"whose rewards can be any (accuracy, reward_model, …); recipe {self.recipe!r} "
                              f"builds its own advantages: use grpo, dr_grpo, rloo or reinforce_pp")
+        if self.rollout.n < needs.min_group_size:
+            raise ValueError(f"algorithm.advantage={a.advantage} compares the completions of a group: "
+                             f"rollout.n must be >= {needs.min_group_size} (got {self.rollout.n})")
         if self.rollout.verify_sync_every and self.rollout.engine == "hf":
             raise ValueError("rollout.verify_sync_every checks vLLM's copy of the weights: it needs "
                              "rollout.engine=vllm (the hf engine samples from the trainer's own model)")
@@ -227,11 +231,6 @@ class RunConfig(StrictModel):
                 and self.rollout.max_new_tokens_min > self.rollout.max_new_tokens):
             raise ValueError(f"rollout.max_new_tokens_min={self.rollout.max_new_tokens_min} is above "
                              f"rollout.max_new_tokens={self.rollout.max_new_tokens}")
-        group_normalised = self.algorithm.advantage == "rloo" or (
-            self.algorithm.advantage == "grpo" and self.algorithm.norm_by_std)
-        if group_normalised and self.rollout.n < 2:
-            raise ValueError(f"algorithm.advantage={self.algorithm.advantage} normalises within groups: "
-                             f"rollout.n must be >= 2 (got {self.rollout.n})")
         batch = self.train.prompts_per_step * self.rollout.n
         per_opt = batch // self.algorithm.mini_batches
         if batch % self.algorithm.mini_batches or per_opt % self.train.micro_batch_size:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from selfrl.data.arith import ArithGenerator, ArithProblem, ArithSpec, corrupt_solution
 from selfrl.data.io import write_jsonl
+from selfrl.data.srl import prepare_srl
 from selfrl.prompts import self_instruct_messages, solve_messages
 
 N_FEWSHOT = 8
@@ -151,8 +152,6 @@ def write_arith(output: str | Path, splits: ArithSplits = ArithSplits(), seed: i
     counts = {name: len(rows) for name, rows in files.items()}
     # SRL's instances (steps 1..k-1 -> step k), as `selfrl data srl` writes them.  The final
     # "The answer is" line is not part of a step: the embedded model learned steps without it.
-    from selfrl.srl.steps import prepare_srl
-
     srl = prepare_srl(output / "trajectories.jsonl", output / "srl_train.jsonl", answer_field="answer",
                       keep_final_answer=False)
     counts["srl_train.jsonl"] = srl["instances"]

@@ -135,7 +135,7 @@ class Trainer:
         """PPO's value model and the adaptive KL controller, when the config asks for them."""
         a = self.cfg.algorithm
         self.critic = self.critic_optimizer = None
-        if a.advantage == "gae":
+        if ADVANTAGE_ESTIMATORS.traits(a.advantage).critic:
             from selfrl.trainer.critic import ValueModel
 
             init = self.cfg.model.path if self.cfg.critic.init == "policy" else self.cfg.critic.init
