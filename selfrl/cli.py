@@ -228,9 +228,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     (130 for Ctrl-C, 143 for SIGTERM), after its checkpoint was written."""
     import signal
 
+    from selfrl.recipes import build_trainer
     from selfrl.rewards import RewardError
     from selfrl.trainer import checkpoint as ckpt
-    from selfrl.trainer.trainer import Trainer, TrainingStopped
+    from selfrl.trainer.trainer import TrainingStopped
 
     cfg = _load_run_config(args)
     run_dir = cfg.logging.run_dir
@@ -240,7 +241,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"{run_dir} already holds a run (metrics.jsonl or checkpoints): continue it with "
                        f"--resume auto, replace it with --overwrite, or set logging.run_dir=...")
     try:
-        trainer = Trainer(cfg, resume=args.resume)
+        trainer = build_trainer(cfg, resume=args.resume)
     except (FileNotFoundError, RewardError) as e:  # a bad --resume path, reward file or option
         raise CLIError(str(e)) from None
     main = trainer.dist.is_main  # several processes: rank 0 speaks for all

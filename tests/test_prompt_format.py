@@ -54,11 +54,11 @@ def test_answer_sources_and_the_form_split():
 
 
 def test_a_run_uses_the_template_in_training_and_evaluation_and_keeps_its_eval_samples(make_config):
-    from selfrl.trainer.trainer import Trainer
+    from selfrl.recipes import build_trainer
 
     cfg = make_config(extra={"data": {"prompt_template": "{question}" + SUFFIX},
                              "eval": {"at_start": True}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     batch = trainer.rollout(trainer.prompts.take(1))
     assert SUFFIX.strip() in trainer.tokenizer.decode(batch.prompt_ids[0])
     trainer.fit()

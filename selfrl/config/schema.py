@@ -208,6 +208,7 @@ class RunConfig(StrictModel):
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         from selfrl.algorithms import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
+        from selfrl.recipes import RECIPES
 
         _check_recipe_args(self.recipe, self.recipe_args)
         a = self.algorithm
@@ -217,10 +218,12 @@ class RunConfig(StrictModel):
                 raise ValueError(f"unknown {registry.kind} {value!r}; valid names: "
                                  f"{', '.join(registry.names())}")
         needs = ADVANTAGE_ESTIMATORS.traits(a.advantage)
-        if needs.critic and self.recipe != "rlvr":
-            raise ValueError(f"algorithm.advantage={a.advantage} (PPO with a critic) runs with recipe rlvr, "
-                             f"whose rewards can be any (accuracy, reward_model, …); recipe {self.recipe!r} "
-                             f"builds its own advantages: use grpo, dr_grpo, rloo or reinforce_pp")
+        if needs.critic and not RECIPES.get(self.recipe).supports_critic:
+            critic_free = [n for n in ADVANTAGE_ESTIMATORS.names()
+                           if not ADVANTAGE_ESTIMATORS.traits(n).critic]
+            raise ValueError(f"algorithm.advantage={a.advantage} trains a critic (PPO), which recipe "
+                             f"{self.recipe!r} does not run with (rlvr does, with any rewards): use one of "
+                             f"{', '.join(critic_free)}")
         if self.rollout.n < needs.min_group_size:
             raise ValueError(f"algorithm.advantage={a.advantage} compares the completions of a group: "
                              f"rollout.n must be >= {needs.min_group_size} (got {self.rollout.n})")
@@ -246,14 +249,14 @@ def _check_recipe_args(name: str, args: dict[str, Any]) -> None:
     ``recipe_args``); a recipe without an ``args_model`` checks its own arguments."""
     import difflib
 
-    from selfrl.trainer.recipe import BUILTIN_MODULES, RECIPES, get_recipe
+    from selfrl.recipes import RECIPES
 
-    names = sorted(set(RECIPES) | set(BUILTIN_MODULES))
+    names = RECIPES.names()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)
         hint = "did you mean " + " or ".join(map(repr, close)) + "? " if close else ""
         line = f"recipe: unknown recipe {name!r}; {hint}valid recipes: {', '.join(names)}"
         raise ConfigError(f"invalid config:\n  {line}", [(["recipe"], line)])
-    args_model = get_recipe(name).args_model
+    args_model = RECIPES.get(name).args_model
     if args_model is not None:
         validate_section(args_model, args, "recipe_args")

@@ -16,6 +16,7 @@ import copy
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -32,7 +33,6 @@ from selfrl.algorithms import (
 )
 from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
 from selfrl.config import config_to_dict, dump_config
-from selfrl.config.schema import RunConfig
 from selfrl.data.io import read_rows, write_jsonl
 from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
 from selfrl.models import (
@@ -62,8 +62,11 @@ from selfrl.trainer.distributed import global_advantages, group_seed, init_distr
 from selfrl.trainer.lm_head import OutputHead
 from selfrl.trainer.logger import MetricsLogger, NullLogger
 from selfrl.trainer.progress import StepProgress
-from selfrl.trainer.recipe import get_recipe
+from selfrl.trainer.recipe import Recipe, RecipeContext
 from selfrl.trainer.schedule import make_scheduler
+
+if TYPE_CHECKING:  # annotations only: the command line validates the config and hands it in
+    from selfrl.config.schema import RunConfig
 
 
 class TrainingStopped(RuntimeError):
@@ -71,12 +74,12 @@ class TrainingStopped(RuntimeError):
 
 
 class Trainer:
-    """Train ``cfg.model`` with ``cfg.recipe``.  ``resume``: a checkpoint path or ``auto``."""
+    """Train ``cfg.model`` with the recipe class ``recipe`` (the one ``cfg.recipe`` names, resolved
+    by :func:`selfrl.recipes.build_trainer`).  ``resume``: a checkpoint path or ``auto``."""
 
-    def __init__(self, cfg: RunConfig, resume: str | None = None) -> None:
+    def __init__(self, cfg: RunConfig, recipe: type[Recipe], resume: str | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(cfg.logging.run_dir)
-        self.step = 0
         self.nonfinite_streak = 0
         self.syncs = 0
         self._stop_signal: int | None = None
@@ -89,7 +92,10 @@ class Trainer:
         self._setup_critic()
         self._setup_data()
         self.engine = self._make_engine()
-        self.recipe = get_recipe(cfg.recipe)(self)
+        self.ctx = RecipeContext(config=cfg, tokenizer=self.tokenizer, engine=self.engine,
+                                 prompts=self.prompts, dist=self.dist, generator=self.generator,
+                                 autocast=self._autocast, run_dir=self.run_dir, device=self.device)
+        self.recipe = recipe(self.ctx)
         self.reward = self.recipe.build_reward()
         self._setup_optimizer()
         for module in (self.model, self.critic):
@@ -103,6 +109,15 @@ class Trainer:
         if self.resumed_from is not None:
             self._load(self.resumed_from)
             self.engine.sync_weights(self.model)
+
+    @property
+    def step(self) -> int:
+        """The step being run (the last one run between steps); recipes read it from their context."""
+        return self.ctx.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.ctx.step = value
 
     # --- setup ------------------------------------------------------------------------
 

@@ -29,10 +29,11 @@ from pydantic import Field
 from selfrl.config import StrictModel, validate_section
 from selfrl.judging.aggregators import group_normalise, serl_judge_rewards
 from selfrl.judging.self_judge import SelfJudgeReward
+from selfrl.recipes import RECIPES
 from selfrl.rewards import WeightedSum
 from selfrl.rollout.base import SamplingParams
 from selfrl.trainer.batch import RolloutBatch
-from selfrl.trainer.recipe import Recipe, register_recipe
+from selfrl.trainer.recipe import Recipe, RecipeContext
 
 
 class JudgeArgs(StrictModel):
@@ -54,48 +55,49 @@ class _SelfJudgeRecipe(Recipe):
     fmt, schedule = "serl", "both_orders"
     defaults: dict = {}
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
+    def __init__(self, ctx: RecipeContext) -> None:
+        super().__init__(ctx)
         self.args = validate_section(JudgeArgs, {**self.defaults, **self.cfg.recipe_args}, "recipe_args")
         if self.cfg.filter.dynamic_sampling:
-            raise ValueError(f"recipe {self.name}: judge samples belong to one rollout round; "
+            raise ValueError(f"recipe {self.cfg.recipe}: judge samples belong to one rollout round; "
                              "set filter.dynamic_sampling=false")
 
     def _judge(self) -> SelfJudgeReward:
-        engine, tokenizer = self.trainer.engine, self.trainer.tokenizer
+        engine, tokenizer = self.ctx.engine, self.ctx.tokenizer
         if self.args.judge_model:
             from selfrl.models import load_causal_lm, load_tokenizer
             from selfrl.rollout.hf import HFEngine
 
             tokenizer = load_tokenizer(self.args.judge_model)
-            model = load_causal_lm(self.args.judge_model, device=str(self.trainer.device)).eval()
+            model = load_causal_lm(self.args.judge_model, device=str(self.ctx.device)).eval()
             engine = HFEngine(model, tokenizer, batch_size=self.cfg.rollout.batch_size)
         return SelfJudgeReward(
             engine, tokenizer, fmt=self.fmt, aggregator=self.args.aggregator, schedule=self.schedule,
             judge_samples=self.args.judge_samples,
             sampling=SamplingParams(temperature=self.args.judge_temperature,
                                     max_new_tokens=self.args.judge_max_new_tokens),
-            seed=self.trainer.dist.rank_seed(self.cfg.train.seed), generator=self.trainer.generator,
+            seed=self.ctx.dist.rank_seed(self.cfg.train.seed), generator=self.ctx.generator,
             name=f"{self.fmt}_judge")
 
 
 SERL_STD_EPS = 1e-4  # SERL's group normalisation: (r - mean) / (std + 1e-4), actor and judge alike
 
 
-@register_recipe("serl_judge")
+@RECIPES.register("serl_judge")
 class SERLJudge(_SelfJudgeRecipe):
     """SERL: Copeland actor reward, and the judge trained on its self-consistency reward."""
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
+    def __init__(self, ctx: RecipeContext) -> None:
+        super().__init__(ctx)
         a = self.cfg.algorithm
         if a.advantage != "grpo" or not a.norm_by_std:
-            raise ValueError(f"recipe {self.name} normalises the actor's rewards within each group as SERL "
-                             f"does, (r - mean) / (std + {SERL_STD_EPS:g}): set algorithm.advantage=grpo and "
-                             f"algorithm.norm_by_std=true (got {a.advantage}, norm_by_std={a.norm_by_std})")
+            raise ValueError(f"recipe {self.cfg.recipe} normalises the actor's rewards within each group "
+                             f"as SERL does, (r - mean) / (std + {SERL_STD_EPS:g}): set "
+                             f"algorithm.advantage=grpo and algorithm.norm_by_std=true (got {a.advantage}, "
+                             f"norm_by_std={a.norm_by_std})")
         if self.args.train_judge and not self.args.judge_model and a.loss_agg != "token-mean":
-            raise ValueError(f"recipe {self.name}: the mixed loss α·L_actor + β·L_judge is built as loss "
-                             f"weights that are exact under token-mean aggregation only; set "
+            raise ValueError(f"recipe {self.cfg.recipe}: the mixed loss α·L_actor + β·L_judge is built as "
+                             f"loss weights that are exact under token-mean aggregation only; set "
                              f"algorithm.loss_agg=token-mean (got {a.loss_agg!r}) or "
                              f"recipe_args.train_judge=false")
 
@@ -109,7 +111,7 @@ class SERLJudge(_SelfJudgeRecipe):
                                               dtype=torch.float32)  # (B,) the actor's, SERL's eps
         if not self.args.train_judge or self.args.judge_model:
             return None
-        if not self.trainer.dist.all_true(bool(self.judge.last_samples)):
+        if not self.ctx.dist.all_true(bool(self.judge.last_samples)):
             return None  # every process trains judge samples this step or none does
         samples, actor = self.judge.last_samples, self.judge.last_rewards
         n = batch.group_size
@@ -133,12 +135,12 @@ class SERLJudge(_SelfJudgeRecipe):
         # Each side's logprobs at the temperature it was sampled at (0: greedy, scored at 1).
         batch.temperatures = torch.full((len(batch),), self.cfg.rollout.temperature or 1.0)
         judge.temperatures = torch.full((len(judge),), self.args.judge_temperature or 1.0)
-        alpha = min(self.trainer.step / self.cfg.train.steps, 0.5)
+        alpha = min(self.ctx.step / self.cfg.train.steps, 0.5)
         beta = max(1.0 - alpha, 0.5)
         # token-mean over the merged batch: weights make it α·mean_actor + β·mean_judge (token
         # counts over every process, as the update's normaliser is).
-        n_a = self.trainer.dist.sum_scalar(sum(len(c) for c in batch.completion_ids))
-        n_j = self.trainer.dist.sum_scalar(sum(len(c) for c in judge.completion_ids))
+        n_a = self.ctx.dist.sum_scalar(sum(len(c) for c in batch.completion_ids))
+        n_j = self.ctx.dist.sum_scalar(sum(len(c) for c in judge.completion_ids))
         batch.loss_weight = torch.full((len(batch),), alpha * (n_a + n_j) / max(1, n_a))
         judge.loss_weight = torch.full((len(judge),), beta * (n_a + n_j) / max(1, n_j))
         judge.metrics = {"judge/reward_mean": sum(rewards) / len(rewards), "judge/alpha": alpha,
@@ -146,7 +148,7 @@ class SERLJudge(_SelfJudgeRecipe):
         return judge
 
 
-@register_recipe("srr1_elo")
+@RECIPES.register("srr1_elo")
 class SRR1Elo(_SelfJudgeRecipe):
     """SR-R1: Elo-ranked self-judgments added to the configured rewards."""
 

@@ -31,7 +31,6 @@ import hashlib
 import json
 import random
 from functools import partial
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -40,12 +39,13 @@ from selfrl.config import StrictModel, validate_section
 from selfrl.data.arith import solve_arith_text
 from selfrl.eval.extract import equivalent, extract_answer
 from selfrl.prompts import SELF_INSTRUCT_SYSTEM, parse_numbered_items, self_instruct_messages, solve_messages
+from selfrl.recipes import RECIPES
 from selfrl.rewards.majority import majority_scores
 from selfrl.rollout.base import SamplingParams
 from selfrl.selfplay.filters import FORMAT_FILTERS, word_count
 from selfrl.selfplay.rouge import RougePool
 from selfrl.trainer.batch import RolloutBatch
-from selfrl.trainer.recipe import Recipe, register_recipe
+from selfrl.trainer.recipe import Recipe, RecipeContext
 
 
 class SerlArgs(StrictModel):
@@ -72,28 +72,28 @@ class SerlArgs(StrictModel):
                                                    "mean majority reward is within these bounds")
 
 
-@register_recipe("serl")
+@RECIPES.register("serl")
 class SeRL(Recipe):
     """Self-play RL from a small seed set; labels never reach the reward."""
 
     args_model = SerlArgs
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
+    def __init__(self, ctx: RecipeContext) -> None:
+        super().__init__(ctx)
         self.args = validate_section(SerlArgs, self.cfg.recipe_args, "recipe_args")
         # SeRL's format filters in order, the word-count bounds taken from the config.
         self.format_filters = [
             partial(word_count, low=self.args.min_words, high=self.args.max_words)
             if f is word_count else f for f in FORMAT_FILTERS]
         q = self.cfg.data.question_field
-        self.seeds = [str(r[q]) for r in trainer.prompts.rows]
+        self.seeds = [str(r[q]) for r in ctx.prompts.rows]
         self.rng = random.Random(self.cfg.train.seed + 17)
         self.rouge = RougePool(self.seeds)
         self.accepted: list[str] = []  # every problem the format and ROUGE filters accepted
         self.generated_pool: list[str] = []  # trained-on generated problems (few-shot material)
         self.pending: list[tuple[int, str]] = []  # (step accepted, problem) not yet rolled out
         self.records: list[dict] = []  # this step's JSONL records
-        self.out_dir = Path(self.cfg.logging.run_dir) / "selfplay"
+        self.out_dir = ctx.run_dir / "selfplay"
 
     # --- self-instruction -------------------------------------------------------------
 
@@ -119,7 +119,7 @@ class SeRL(Recipe):
 
     def generate_problems(self) -> list[str]:
         """One round: sample instruction prompts, parse items, filter; returns accepted problems."""
-        a, tok = self.args, self.trainer.tokenizer
+        a, tok = self.args, self.ctx.tokenizer
         system = a.self_instruct_system
         prompts = [tok.apply_chat_template(self_instruct_messages(self.fewshot_examples(), system),
                                            add_generation_prompt=True, tokenize=True, return_dict=False)
@@ -129,13 +129,13 @@ class SeRL(Recipe):
         # With several processes every rank built the same prompts (the recipe's RNG is shared),
         # samples its own share, and every rank filters the gathered texts in the same order,
         # so the pools, the pending queue and the records stay identical everywhere.
-        dist = self.trainer.dist
+        dist = self.ctx.dist
         share = prompts[dist.rank * len(prompts) // dist.world_size:
                         (dist.rank + 1) * len(prompts) // dist.world_size]
         texts: list[str] = []
         if share:
-            with self.trainer._autocast():
-                groups = self.trainer.engine.generate(share, params, self.trainer.generator)
+            with self.ctx.autocast():
+                groups = self.ctx.engine.generate(share, params, self.ctx.generator)
             texts = [g[0].text for g in groups]
         texts = [t for part in dist.gather_objects(texts) for t in part]
         accepted = []
@@ -150,11 +150,11 @@ class SeRL(Recipe):
 
     def next_prompts(self, k: int) -> list[dict]:
         if self.args.mode == "fixed":
-            return self.trainer.prompts.take(k)
+            return self.ctx.prompts.take(k)
         rounds = 0
         while len(self.pending) < k and rounds < self.args.gen_max_rounds:
             rounds += 1
-            self.pending += [(self.trainer.step, p) for p in self.generate_problems()]
+            self.pending += [(self.ctx.step, p) for p in self.generate_problems()]
         take, self.pending = self.pending[:k], self.pending[k:]
         return [{"question": p, "prompt": solve_messages(p), "generated": True} for _, p in take]
 
@@ -185,7 +185,7 @@ class SeRL(Recipe):
                     "pseudo_label_correct": None if truth is None or pseudo is None
                     else equivalent(pseudo, str(truth))})
         # Each process holds its own groups: every rank records all of them, in rank order.
-        for entry in (e for part in self.trainer.dist.gather_objects(entries) for e in part):
+        for entry in (e for part in self.ctx.dist.gather_objects(entries) for e in part):
             self.records.append(entry)
             if entry["kind"] == "trained" and entry["generated"]:
                 self.generated_pool.append(entry["problem"])
@@ -206,7 +206,7 @@ class SeRL(Recipe):
         metrics["selfplay/fewshot_pool"] = float(len(self.generated_pool))
         metrics["selfplay/rouge_pool"] = float(len(self.rouge))
         self._check_ranks_agree()
-        if self.trainer.dist.is_main:
+        if self.ctx.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.out_dir / f"step-{step:06d}.jsonl", "w", encoding="utf-8") as f:
                 for r in self.records:
@@ -216,7 +216,7 @@ class SeRL(Recipe):
     def _check_ranks_agree(self) -> None:
         """With several processes, stop at once if the self-play state differs between ranks
         (it never should: a divergence would train each rank on different problems)."""
-        dist = self.trainer.dist
+        dist = self.ctx.dist
         if not dist.enabled:
             return
         state = json.dumps([self.accepted, self.generated_pool, self.pending])
