@@ -14,7 +14,8 @@ from selfrl.algorithms import LOSS_AGGREGATIONS, aggregate_loss
 from selfrl.config.schema import RunConfig
 from selfrl.recipes import build_trainer
 from selfrl.trainer import distributed
-from selfrl.trainer.distributed import DistContext, global_advantages, group_seed, shard_size
+from selfrl.trainer.advantage import global_advantages
+from selfrl.trainer.distributed import DistContext, group_seed, shard_size
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ def _serl(make_config, name, **recipe_args):
 def _batch(scores: list[float], group_size: int) -> RolloutBatch:
     n = len(scores)
     return RolloutBatch(rows=[{}] * n, prompt_ids=[[1, 2]] * n, completion_ids=[[3, 4]] * n,
-                        rollout_logprobs=[[0.0, 0.0]] * n, texts=["x"] * n, prompts_text=["q"] * n,
+                        rollout_logprobs=[[0.0, 0.0]] * n, completions=["x"] * n, prompts=["q"] * n,
                         finish_reasons=["stop"] * n, group_size=group_size,
                         scores=torch.tensor(scores, dtype=torch.float64))
 
@@ -39,7 +39,7 @@ def test_serl_actor_advantages_use_the_papers_eps(make_config):
     trainer = _serl(make_config, "serl_eps", train_judge=False)
     scores = [0.0, 0.0, 0.0, 2e-4]  # unbiased std 1e-4: eps 1e-4 halves the advantage, 1e-6 does not
     batch = _batch(scores, group_size=4)
-    trainer.recipe.extra_batch(batch)
+    (batch,) = trainer.recipe.training_batches(batch)
     trainer.prepare(batch)
     mean, std = statistics.fmean(scores), statistics.stdev(scores)
     expected = [(s - mean) / (std + 1e-4) for s in scores]
@@ -63,7 +63,7 @@ def test_serl_judge_tokens_are_scored_at_the_judge_temperature(make_config):
     trainer.cfg.algorithm.ppo_epochs = 2  # so that prepare computes the old logprobs
     trainer.step = 1
     batch = trainer.collect()
-    extra = trainer.recipe.extra_batch(batch)
+    batch, extra = trainer.recipe.training_batches(batch)
     trainer.prepare(batch)
     trainer.prepare(extra)
     for i, sampled in enumerate(extra.rollout_logprobs):  # the engine's, at temperature 0.5

@@ -61,7 +61,7 @@ def test_groups_dropped_when_attempts_run_out_are_not_trained(make_config, extra
     (kept, dropped), = calls
     assert len(batch) == cfg["rollout"]["n"]  # one group of the two: the dropped one is not topped up
     assert kept.num_groups == 1 and dropped.num_groups == 1
-    assert batch.texts == kept.texts and batch.rows == kept.rows
+    assert batch.completions == kept.completions and batch.rows == kept.rows
     (step,) = step_rows(read_metrics(cfg["logging"]["run_dir"]))
     assert step["filter/unfilled_groups"] == 1
     assert step["filter/kept_frac"] == 0.5

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from selfrl.config import StrictModel, validate_section
 from selfrl.judging.aggregators import group_normalise, serl_judge_rewards
-from selfrl.judging.self_judge import SelfJudgeReward
+from selfrl.judging.self_judge import JudgedGroup, SelfJudgeReward
 from selfrl.recipes import RECIPES
 from selfrl.rewards import WeightedSum
 from selfrl.rollout.base import SamplingParams
@@ -102,50 +102,60 @@ class SERLJudge(_SelfJudgeRecipe):
                              f"recipe_args.train_judge=false")
 
     def build_reward(self):
-        self.judge = self._judge()
-        return self.judge
+        return self._judge()
 
-    def extra_batch(self, batch: RolloutBatch) -> RolloutBatch | None:
+    def training_batches(self, batch: RolloutBatch) -> list[RolloutBatch]:
+        """The actor's sequences with SERL's advantages, and (``train_judge``) the judge samples of
+        the very groups being trained (they ride on the batch: ``group_data["judge"]``), with the
+        loss weights and temperatures of the mixed loss."""
         groups = [k // batch.group_size for k in range(len(batch))]
-        batch.fixed_advantages = torch.tensor(group_normalise(batch.scores.tolist(), groups, SERL_STD_EPS),
-                                              dtype=torch.float32)  # (B,) the actor's, SERL's eps
+        actor = batch.replace(fixed_advantages=torch.tensor(  # (B,) the actor's, SERL's eps
+            group_normalise(batch.scores.tolist(), groups, SERL_STD_EPS), dtype=torch.float32))
         if not self.args.train_judge or self.args.judge_model:
-            return None
-        if not self.ctx.dist.all_true(bool(self.judge.last_samples)):
-            return None  # every process trains judge samples this step or none does
-        samples, actor = self.judge.last_samples, self.judge.last_rewards
-        n = batch.group_size
-        rewards: list[float] = []
-        for g in range(batch.num_groups):
-            mine = [s.judgment for s in samples if s.group == g]
-            rewards += serl_judge_rewards(mine, actor[g * n:(g + 1) * n])
-        keys = [(s.group, min(s.judgment.i, s.judgment.j), max(s.judgment.i, s.judgment.j)) for s in samples]
-        sizes = {k: keys.count(k) for k in keys}
-        # A pair judged once has no group to normalise in: its advantage is 0.
-        adv = group_normalise(rewards, keys, SERL_STD_EPS) if min(sizes.values()) > 1 \
-            else [0.0] * len(rewards)
-        judge = RolloutBatch(  # group_size 1: advantages are fixed, no estimator groups them
-            rows=[{"judge": True}] * len(samples), prompt_ids=[s.completion.prompt_ids for s in samples],
-            completion_ids=[s.completion.token_ids for s in samples],
-            rollout_logprobs=[s.completion.logprobs for s in samples],
-            texts=[s.completion.text for s in samples], prompts_text=[""] * len(samples),
-            finish_reasons=[s.completion.finish_reason for s in samples], group_size=1)
-        judge.scores = torch.tensor(rewards)
-        judge.fixed_advantages = torch.tensor(adv, dtype=torch.float32)
-        # Each side's logprobs at the temperature it was sampled at (0: greedy, scored at 1).
-        batch.temperatures = torch.full((len(batch),), self.cfg.rollout.temperature or 1.0)
-        judge.temperatures = torch.full((len(judge),), self.args.judge_temperature or 1.0)
+            return [actor]
+        judged = batch.group_data["judge"]
+        if not self.ctx.dist.any_true(any(g.samples for g in judged)):
+            return [actor]  # no process has a judge sample to train this step
+        judge = self._judge_batch(judged)
         alpha = min(self.ctx.step / self.cfg.train.steps, 0.5)
         beta = max(1.0 - alpha, 0.5)
         # token-mean over the merged batch: weights make it α·mean_actor + β·mean_judge (token
         # counts over every process, as the update's normaliser is).
         n_a = self.ctx.dist.sum_scalar(sum(len(c) for c in batch.completion_ids))
         n_j = self.ctx.dist.sum_scalar(sum(len(c) for c in judge.completion_ids))
-        batch.loss_weight = torch.full((len(batch),), alpha * (n_a + n_j) / max(1, n_a))
-        judge.loss_weight = torch.full((len(judge),), beta * (n_a + n_j) / max(1, n_j))
-        judge.metrics = {"judge/reward_mean": sum(rewards) / len(rewards), "judge/alpha": alpha,
-                         "judge/beta": beta}
-        return judge
+        # Each side's logprobs at the temperature it was sampled at (0: greedy, scored at 1).
+        t_actor, t_judge = self.cfg.rollout.temperature or 1.0, self.args.judge_temperature or 1.0
+        actor = actor.replace(temperatures=torch.full((len(actor),), t_actor),  # (B,)
+                              loss_weight=torch.full((len(actor),), alpha * (n_a + n_j) / max(1, n_a)))
+        judge = judge.replace(temperatures=torch.full((len(judge),), t_judge),  # (J,)
+                              loss_weight=torch.full((len(judge),), beta * (n_a + n_j) / max(1, n_j)))
+        judge.metrics.update({"judge/alpha": alpha, "judge/beta": beta})
+        return [actor, judge]
+
+    def _judge_batch(self, judged: list[JudgedGroup]) -> RolloutBatch:
+        """The judge samples of ``judged`` (one per group, maybe none on this process) as a batch
+        with SERL's self-consistency rewards, normalised within each pair's K samples."""
+        rewards: list[float] = []
+        keys: list[tuple[int, int, int]] = []  # (group, the pair's smaller index, its larger)
+        samples = [s for group in judged for s in group.samples]
+        for g, group in enumerate(judged):
+            rewards += serl_judge_rewards([s.judgment for s in group.samples], group.scores)
+            keys += [(g, min(s.judgment.i, s.judgment.j), max(s.judgment.i, s.judgment.j))
+                     for s in group.samples]
+        sizes = {k: keys.count(k) for k in keys}
+        # A pair judged once has no group to normalise in: its advantage is 0.
+        adv = group_normalise(rewards, keys, SERL_STD_EPS) if all(n > 1 for n in sizes.values()) \
+            else [0.0] * len(rewards)
+        dist = self.ctx.dist
+        mean_reward = dist.sum_scalar(sum(rewards)) / max(1, dist.sum_scalar(len(rewards)))  # all processes
+        return RolloutBatch(  # group_size 1: advantages are fixed, no estimator groups them
+            rows=[{"judge": True}] * len(samples), prompt_ids=[s.completion.prompt_ids for s in samples],
+            completion_ids=[s.completion.token_ids for s in samples],
+            rollout_logprobs=[s.completion.logprobs for s in samples],
+            completions=[s.completion.text for s in samples], prompts=[""] * len(samples),
+            finish_reasons=[s.completion.finish_reason for s in samples], group_size=1,
+            scores=torch.tensor(rewards), fixed_advantages=torch.tensor(adv, dtype=torch.float32),
+            metrics={"judge/reward_mean": mean_reward})
 
 
 @RECIPES.register("srr1_elo")
@@ -157,6 +167,5 @@ class SRR1Elo(_SelfJudgeRecipe):
                 "aggregator": "elo", "train_judge": False}
 
     def build_reward(self):
-        self.judge = self._judge()
         parts = super().build_reward().components if self.cfg.rewards else []
-        return WeightedSum([*parts, (self.judge, self.args.judge_weight)])
+        return WeightedSum([*parts, (self._judge(), self.args.judge_weight)])

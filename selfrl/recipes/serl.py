@@ -37,10 +37,9 @@ from pydantic import Field
 
 from selfrl.config import StrictModel, validate_section
 from selfrl.data.arith import solve_arith_text
-from selfrl.eval.extract import equivalent, extract_answer
+from selfrl.eval.extract import equivalent
 from selfrl.prompts import SELF_INSTRUCT_SYSTEM, parse_numbered_items, self_instruct_messages, solve_messages
 from selfrl.recipes import RECIPES
-from selfrl.rewards.majority import majority_scores
 from selfrl.rollout.base import SamplingParams
 from selfrl.selfplay.filters import FORMAT_FILTERS, word_count
 from selfrl.selfplay.rouge import RougePool
@@ -168,16 +167,15 @@ class SeRL(Recipe):
     def on_collected(self, trained: RolloutBatch, dropped: RolloutBatch) -> None:
         entries: list[dict] = []
         for kind, batch in (("trained", trained), ("filtered_difficulty", dropped)):
-            for g in range(batch.num_groups):
+            # The majority_vote reward's pseudo-labels ride with their groups (None without it).
+            labels = batch.group_data.get("pseudo_label", [None] * batch.num_groups)
+            for g, pseudo in enumerate(labels):
                 sl = slice(g * batch.group_size, (g + 1) * batch.group_size)
-                answers = [extract_answer(t) for t in batch.texts[sl]]
-                _, label = majority_scores(answers)
                 row = batch.rows[g * batch.group_size]
                 problem = str(row.get(self.cfg.data.question_field))
                 # For analysis only (never a reward): arith problems the policy writes in the
                 # task's grammar have a computable answer, so pseudo-labels can be checked.
                 truth = solve_arith_text(problem)
-                pseudo = answers[label] if label is not None else None
                 entries.append({
                     "kind": kind, "problem": problem, "mean_reward": float(batch.scores[sl].mean()),
                     "pseudo_label": pseudo, "generated": bool(row.get("generated", False)),
@@ -190,7 +188,7 @@ class SeRL(Recipe):
             if entry["kind"] == "trained" and entry["generated"]:
                 self.generated_pool.append(entry["problem"])
 
-    def on_step_end(self, step: int, batch: RolloutBatch, metrics: dict) -> None:
+    def on_step_end(self, step: int, batch: RolloutBatch) -> dict[str, float]:
         expired = [p for s, p in self.pending if s < step]
         self.pending = [(s, p) for s, p in self.pending if s >= step]
         self.records += [{"kind": "expired", "problem": p} for p in expired]
@@ -198,7 +196,7 @@ class SeRL(Recipe):
         for r in self.records:
             key = r["kind"] if r["kind"] != "generated" else f"generated/{r['decision']}"
             counts[key] = counts.get(key, 0) + 1
-        metrics.update({f"selfplay/{k}": float(v) for k, v in counts.items()})
+        metrics = {f"selfplay/{k}": float(v) for k, v in counts.items()}
         checked = [r["pseudo_label_correct"] for r in self.records
                    if r["kind"] == "trained" and r.get("pseudo_label_correct") is not None]
         if checked:
@@ -212,6 +210,7 @@ class SeRL(Recipe):
                 for r in self.records:
                     f.write(json.dumps(r) + "\n")
         self.records = []
+        return metrics
 
     def _check_ranks_agree(self) -> None:
         """With several processes, stop at once if the self-play state differs between ranks

@@ -5,18 +5,22 @@ tokenizer, the rollout engine, the prompt stream, the process group, the samplin
 the autocast context, the run folder and the current step) and the trainer calls its hooks at
 fixed points of a step:
 
-=====================  ==========================================================================
-hook                   when, and what it returns
-=====================  ==========================================================================
-``build_reward``       once, at start-up: the reward callable
-``next_prompts(k)``    each rollout round: the next ``k`` prompt rows
-``keep_groups``        after scoring a round: which groups the recipe keeps
-``on_collected``       once per step, with the groups that will be trained and those filtered out
-``extra_batch``        before the advantages: extra sequences trained in the same update
-``on_step_end``        after the update: persist the recipe's artefacts
-``state_dict``         with every checkpoint (and ``load_state_dict`` on resume)
-=====================  ==========================================================================
+========================  =======================================================================
+hook                      when, and what it returns
+========================  =======================================================================
+``build_reward``          once, at start-up: the reward callable
+``next_prompts(k)``       each rollout round: the next ``k`` prompt rows
+``keep_groups``           after scoring a round: which groups the recipe keeps
+``on_collected``          once per step, with the groups that will be trained and those filtered
+                          out (the recipe updates its own state: pools, records)
+``training_batches``      before the advantages: the batches the update trains
+``on_step_end``           after the update: metrics to add (and the recipe's artefacts written)
+``state_dict``            with every checkpoint (and ``load_state_dict`` on resume)
+========================  =======================================================================
 
+Data moves one way, on the batch: what the reward learnt about a group (a pseudo-label, judge
+samples) is in ``batch.group_data``, and a hook that changes what is trained returns new
+batches (:meth:`~selfrl.trainer.batch.RolloutBatch.replace`) instead of editing the one it got.
 The defaults are RLVR's: prompts from the dataset, the configured rewards, no filter of its own.
 The recipes themselves live in :mod:`selfrl.recipes`.
 """
@@ -91,16 +95,19 @@ class Recipe:
         """The recipe's own filter over scored groups (True keeps a group)."""
         return [True] * batch.num_groups
 
-    def extra_batch(self, batch: RolloutBatch) -> RolloutBatch | None:
-        """Extra sequences trained in the same update, with ``fixed_advantages`` and
-        ``loss_weight`` set by the recipe (SERL trains its judge samples this way)."""
-        return None
+    def training_batches(self, batch: RolloutBatch) -> list[RolloutBatch]:
+        """What the update trains, from the step's collected ``batch``: by default the batch itself.
+        A recipe may return copies with per-sequence fields set (``fixed_advantages``,
+        ``loss_weight``, ``temperatures``) and extra batches trained in the same update (SERL's
+        judge samples); the trainer computes each one's advantages, then merges them."""
+        return [batch]
 
     def on_collected(self, trained: RolloutBatch, dropped: RolloutBatch) -> None:
         """Called once per step with the groups that will be trained and those filtered out."""
 
-    def on_step_end(self, step: int, batch: RolloutBatch, metrics: dict) -> None:
-        """Called after the update (persist recipe artefacts here)."""
+    def on_step_end(self, step: int, batch: RolloutBatch) -> dict[str, float]:
+        """Called after the update (persist recipe artefacts here); returns metrics to log."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}

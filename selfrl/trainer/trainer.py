@@ -24,7 +24,6 @@ from selfrl.algorithms import (
     ADVANTAGE_ESTIMATORS,
     KL_ESTIMATORS,
     POLICY_LOSSES,
-    AdvantageInput,
     AdvantageParams,
     PolicyLossParams,
     aggregate_loss,
@@ -47,6 +46,7 @@ from selfrl.prompts import PromptFormat
 from selfrl.rewards import RewardBatch, compute_reward
 from selfrl.rollout.base import SamplingParams, distinct_prompts
 from selfrl.trainer import checkpoint as ckpt
+from selfrl.trainer.advantage import compute_advantages
 from selfrl.trainer.batch import (
     RolloutBatch,
     Sequences,
@@ -58,7 +58,7 @@ from selfrl.trainer.batch import (
     pad_shared_prompts,
 )
 from selfrl.trainer.data import PromptSource
-from selfrl.trainer.distributed import global_advantages, group_seed, init_distributed, shard_size
+from selfrl.trainer.distributed import group_seed, init_distributed, shard_size
 from selfrl.trainer.lm_head import OutputHead
 from selfrl.trainer.logger import MetricsLogger, NullLogger
 from selfrl.trainer.progress import StepProgress
@@ -259,12 +259,11 @@ class Trainer:
         batch = self.collect()
         if not self.dist.any_true(len(batch) > 0):  # every group filtered out, in every process
             return self._skip_update(batch, time.perf_counter() - t0)
-        extra = self.recipe.extra_batch(batch)  # e.g. SERL's judge samples
+        parts = self.recipe.training_batches(batch)  # e.g. SERL's actor and judge samples
         t1 = time.perf_counter()
-        self.prepare(batch)
-        if extra is not None:
-            self.prepare(extra)
-            batch = merge_prepared([batch, extra])
+        for part in parts:
+            self.prepare(part)
+        batch = merge_prepared(parts) if len(parts) > 1 else parts[0]
         metrics = self.update(batch)
         metrics["update/skipped_empty"] = 0.0
         t2 = time.perf_counter()
@@ -274,7 +273,7 @@ class Trainer:
         metrics.update({"time/collect": t1 - t0, "time/update": t2 - t1, "time/sync": t3 - t2,
                         "time/step": t3 - t0,
                         "lr": self.scheduler.get_last_lr()[0]})
-        self.recipe.on_step_end(self.step, batch, metrics)
+        metrics.update(self.recipe.on_step_end(self.step, batch))
         return metrics
 
     def _skip_update(self, batch: RolloutBatch, t_collect: float) -> dict:
@@ -282,7 +281,7 @@ class Trainer:
         rollout engine unchanged; the step still counts, is logged and may be checkpointed."""
         metrics = {**batch.metrics, "update/skipped_empty": 1.0, "update/skipped_nonfinite": 0.0,
                    "time/collect": t_collect, "time/step": t_collect, "lr": self.scheduler.get_last_lr()[0]}
-        self.recipe.on_step_end(self.step, batch, metrics)
+        metrics.update(self.recipe.on_step_end(self.step, batch))
         return metrics
 
     def _sync_engine(self, batch: RolloutBatch) -> dict:
@@ -332,16 +331,17 @@ class Trainer:
         return RolloutBatch(
             rows=[row for row, _ in flat], prompt_ids=[c.prompt_ids for _, c in flat],
             completion_ids=[c.token_ids for _, c in flat], rollout_logprobs=[c.logprobs for _, c in flat],
-            texts=[c.text for _, c in flat],
-            prompts_text=[str(row.get(self.cfg.data.question_field, "")) for row, _ in flat],
+            completions=[c.text for _, c in flat],
+            prompts=[str(row.get(self.cfg.data.question_field, "")) for row, _ in flat],
             finish_reasons=[c.finish_reason for _, c in flat], group_size=r.n)
 
     def score(self, batch: RolloutBatch) -> dict:
-        """Set ``batch.scores`` from the reward; returns the reward's metrics."""
-        result = compute_reward(self.reward, RewardBatch(batch.prompts_text, batch.texts, batch.rows,
+        """Set ``batch.scores`` and ``batch.group_data`` from the reward; returns its metrics."""
+        result = compute_reward(self.reward, RewardBatch(batch.prompts, batch.completions, batch.rows,
                                                          batch.group_size))
         # float64: the estimators keep rewards that differ by 1e-4 exact (float32 would not)
         batch.scores = torch.tensor(result.scores, dtype=torch.float64)  # (B,)
+        batch.group_data = result.group_data  # e.g. pseudo-labels, judge samples: they follow the group
         return result.metrics
 
     def collect(self) -> RolloutBatch:
@@ -444,19 +444,11 @@ class Trainer:
                                                 / self.dist.sum_tensor(mask.sum()).clamp(min=1))
         if self.critic is not None:
             batch.values = self._values_no_grad(batch, C) * mask
-        if batch.fixed_advantages is not None:
-            batch.advantages = batch.fixed_advantages[:, None] * mask  # (B, C)
-            return
-        groups = torch.arange(batch.num_groups).repeat_interleave(batch.group_size)
         params = AdvantageParams(norm_by_std=a.norm_by_std, gamma=a.gamma, lam=a.lam,
                                  kl_coef=self.kl_coef if a.kl_in_reward else 0.0)
-        out = global_advantages(ADVANTAGE_ESTIMATORS.get(a.advantage),  # batch statistics over all ranks
-                                AdvantageInput(scores=batch.scores, response_mask=mask, group_index=groups,
-                                               kl=kl, values=batch.values), params, self.dist)
-        batch.advantages = out.advantages.float()  # computed in float64 from the scores; the loss is float32
-        batch.returns = None if out.returns is None else out.returns.float()
-        batch.metrics["advantage/abs_mean"] = float(self.dist.sum_tensor((out.advantages.abs() * mask).sum())
-                                                    / self.dist.sum_tensor(mask.sum()))
+        batch.advantages, batch.returns, metrics = compute_advantages(batch, mask, kl, a.advantage, params,
+                                                                      self.dist)
+        batch.metrics.update(metrics)
 
     def _sequences(self, batch: RolloutBatch, idx: list[int],
                    share: bool = True) -> Sequences | SharedPromptSequences:
