@@ -170,3 +170,29 @@ def load_causal_lm(name_or_path: str | os.PathLike, device: str = "cpu", dtype: 
     except OSError as e:
         raise ModelNotFoundError(f"could not load a model from {path!r}: {e}") from None
     return model.to(device)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Turn every kind of dropout of ``model`` off for good, as TRL and verl do: rollout, old,
+    reference and update logprobs must come from one deterministic network, or the first PPO
+    ratio is not 1 and the KL to an identical reference not 0.  Sets ``p = 0`` on dropout
+    modules (LoRA's included), and zeroes the float ``*drop*`` attributes (``attention_dropout``,
+    ``attn_pdrop``, ...) that attention code and some models read from their modules or their
+    config in ``forward`` (so a checkpoint's config says dropout 0: the model was trained so).
+
+    >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    >>> disable_dropout(m); m[1].p
+    0.0
+    """
+    configs = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        for obj in (module, getattr(module, "config", None)):
+            if obj is None or any(obj is c for c in configs):
+                continue
+            if obj is not module:
+                configs.append(obj)
+            for name, value in list(vars(obj).items()):
+                if "drop" in name and isinstance(value, float):
+                    setattr(obj, name, 0.0)

@@ -88,15 +88,15 @@ def test_eval_cli_takes_a_prompt_template(tiny_model, arith_dir, tmp_path):
 
 
 def test_arith_variants_are_written_on_demand(tmp_path, monkeypatch):
-    from selfrl.trainer.trainer import _maybe_write_arith
+    from selfrl.data.arith_files import write_arith_if_missing
 
     path = tmp_path / "arith_1op" / "train.jsonl"
-    _maybe_write_arith(str(path), enabled=True)
+    assert write_arith_if_missing(str(path))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert {r["n_ops"] for r in rows} == {1}
     assert (tmp_path / "arith_1op" / "validation.jsonl").is_file()
     other = tmp_path / "mine" / "train.jsonl"
-    _maybe_write_arith(str(other), enabled=True)  # not a variant's folder: nothing written
+    assert not write_arith_if_missing(str(other))  # not a variant's folder: nothing written
     assert not other.exists()
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
 
 from selfrl.config.loader import ConfigError, StrictModel, validate_section
+from selfrl.eval.evaluate import EvalSettings
 
 
 class LoraConfig(StrictModel):
@@ -165,12 +167,22 @@ class TrainConfig(StrictModel):
     max_nonfinite_steps: int = Field(3, ge=1, description="stop after this many NaN/inf losses in a row")
 
 
+def _eval_option(name: str, **changes: Any) -> Any:
+    """The option ``name`` of :class:`~selfrl.eval.evaluate.EvalSettings` (its checks and its help,
+    written there once), with ``changes``."""
+    return FieldInfo.merge_field_infos(EvalSettings.model_fields[name], **changes)
+
+
 class EvalConfig(StrictModel):
+    """Held-out evaluation during training (the same code as ``selfrl eval``; it reports maj@n and
+    pass@n, samples at rollout.batch_size and seeds with train.seed)."""
+
     every: int = Field(0, ge=0, description="evaluate every N steps (0: only before and after)")
     at_start: bool = Field(True, description="evaluate before the first step")
     limit: int = Field(200, ge=0, description="problems evaluated (0: all)")
-    n: int = Field(0, ge=0, description="samples per problem for avg@n/maj@n (0: greedy only)")
-    max_new_tokens: int = Field(128, ge=1, description="tokens per evaluated answer")
+    # Greedy only unless asked: n samples would cost n greedy passes at every evaluation.
+    n: int = _eval_option("n", default=0)
+    max_new_tokens: int = _eval_option("max_new_tokens")
 
 
 class CheckpointConfig(StrictModel):

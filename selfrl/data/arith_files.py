@@ -10,7 +10,8 @@ Splits never overlap (a question text belongs to one split only):
   that ``test`` is never tuned on (drawn last: adding it changed no other split).
 
 Named variants (:data:`ARITH_VARIANTS`) are written on demand when a config names a file in a
-folder of that name (``data/arith/``, ``data/arith_1op/``), and by ``selfrl data arith --variant``.
+folder of that name (``data/arith/``, ``data/arith_1op/``: :func:`write_arith_if_missing`), and
+by ``selfrl data arith --variant``.
 
 Views, each in the form its paper uses:
 
@@ -156,3 +157,18 @@ def write_arith(output: str | Path, splits: ArithSplits = ArithSplits(), seed: i
                       keep_final_answer=False)
     counts["srl_train.jsonl"] = srl["instances"]
     return counts
+
+
+def write_arith_if_missing(path: str | Path) -> bool:
+    """The README's one command needs no separate data step: write an arith variant's files when
+    ``path`` is a missing ``.jsonl`` file in a folder named after the variant (``data/arith/``,
+    ``data/arith_1op/``); returns whether it wrote them.
+
+    >>> write_arith_if_missing("nowhere/mine/train.jsonl")  # not a variant's folder: nothing written
+    False
+    """
+    p = Path(path)
+    if p.exists() or p.parent.name not in ARITH_VARIANTS or p.suffix != ".jsonl":
+        return False
+    write_arith(p.parent, ARITH_VARIANTS[p.parent.name])
+    return True

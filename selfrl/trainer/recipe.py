@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # annotations only: the trainer hands these in
     import torch
 
     from selfrl.config.schema import RunConfig
+    from selfrl.rollout.base import RolloutEngine
     from selfrl.trainer.batch import RolloutBatch
     from selfrl.trainer.data import PromptSource
     from selfrl.trainer.distributed import DistContext
@@ -52,7 +53,7 @@ class RecipeContext:
 
     config: RunConfig
     tokenizer: Any
-    engine: Any                    # a selfrl.rollout.base.RolloutEngine
+    engine: RolloutEngine
     prompts: PromptSource          # the training prompts (the data cursor is checkpointed)
     dist: DistContext              # this process's place among the processes
     generator: torch.Generator     # the trainer's sampling stream (checkpointed: resume is exact)

@@ -2,11 +2,15 @@
 
 ``fit`` runs, every step: sample prompts → rollout n per prompt → score → filter (dynamic
 sampling and the recipe's own filters; refill until the batch is full or ``filter.max_attempts``
-run out, then train the shorter batch, or skip the update when nothing was kept) → advantages →
-PPO epochs over micro-batches with gradient accumulation → log → evaluate → checkpoint.
-With several processes, one whose filters kept no group takes part in every collective with an
-empty batch.
-The algorithm maths lives in :mod:`selfrl.algorithms`; the trainer only calls it by name.
+run out, then train the shorter batch, or skip the update when nothing was kept) → the recipe's
+training batches → advantages → PPO epochs over micro-batches with gradient accumulation → log
+→ evaluate → checkpoint.  With several processes, one whose filters kept no group takes part in
+every collective with an empty batch.
+
+The algorithm maths lives in :mod:`selfrl.algorithms` and the trainer calls it by name, reading
+what an estimator declares rather than its name.  The recipe is handed in (the trainer imports
+none) and sees only a :class:`~selfrl.trainer.recipe.RecipeContext`.  Each step's data travels
+on the :class:`~selfrl.trainer.batch.RolloutBatch`.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from selfrl.algorithms import (
 )
 from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
 from selfrl.config import config_to_dict, dump_config
-from selfrl.data.io import read_rows, write_jsonl
+from selfrl.data.io import write_jsonl
 from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
 from selfrl.models import (
     check_saveable,
+    disable_dropout,
     load_causal_lm,
     load_tokenizer,
     pick_dtype,
@@ -57,13 +62,13 @@ from selfrl.trainer.batch import (
     pad_sequences,
     pad_shared_prompts,
 )
-from selfrl.trainer.data import PromptSource
+from selfrl.trainer.data import PromptSource, eval_rows, training_rows
 from selfrl.trainer.distributed import group_seed, init_distributed, shard_size
 from selfrl.trainer.lm_head import OutputHead
 from selfrl.trainer.logger import MetricsLogger, NullLogger
 from selfrl.trainer.progress import StepProgress
 from selfrl.trainer.recipe import Recipe, RecipeContext
-from selfrl.trainer.schedule import make_scheduler
+from selfrl.trainer.schedule import make_adamw, make_scheduler
 
 if TYPE_CHECKING:  # annotations only: the command line validates the config and hands it in
     from selfrl.config.schema import RunConfig
@@ -168,22 +173,9 @@ class Trainer:
     def _setup_data(self) -> None:
         data = self.cfg.data
         self.prompt_format = PromptFormat(data.prompt_template, data.system_prompt, data.chat_template)
-        _maybe_write_arith(data.train, data.arith_if_missing)
-        required = [data.answer_field] if data.require_answer else []
-        rows = read_rows(data.train, required=required + self.prompt_format.fields(), split=data.train_split,
-                         subset=data.subset)
-        for i, row in enumerate(rows, start=1):
-            if not isinstance(row.get("prompt"), list) and data.question_field not in row:
-                raise ValueError(f"{data.train}:{i}: missing field {data.question_field!r} "
-                                 f"(and no chat 'prompt' field)")
-        self.prompts = PromptSource(rows, shuffle=data.shuffle, seed=self.cfg.train.seed)
-        self.eval_rows = None
-        if data.eval:
-            _maybe_write_arith(data.eval, data.arith_if_missing)
-            self.eval_rows = read_rows(data.eval, required=[data.answer_field, *self.prompt_format.fields()],
-                                       split=data.eval_split, subset=data.subset)
-            if self.cfg.eval.limit:
-                self.eval_rows = self.eval_rows[:self.cfg.eval.limit]
+        self.prompts = PromptSource(training_rows(data, self.prompt_format), shuffle=data.shuffle,
+                                    seed=self.cfg.train.seed)
+        self.eval_rows = eval_rows(data, self.prompt_format, self.cfg.eval.limit) if data.eval else None
 
     def _make_engine(self):
         """``rollout.engine``: hf samples from the trainer's model; vllm from its own copy, which
@@ -702,7 +694,7 @@ class Trainer:
         return ckpt.checkpoint_dir(self.run_dir) / f"{ckpt.PREFIX}{self.step:06d}"
 
     def _load(self, path: Path) -> None:
-        _load_weights(self.model, path / "model", lora=self.cfg.model.lora is not None)
+        ckpt.load_weights(self.model, path / "model", lora=self.cfg.model.lora is not None)
         state = ckpt.load_trainer_state(path)
         self.step = state["step"]
         self.optimizer.load_state_dict(state["optimizer"])
@@ -746,41 +738,6 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
 
-def make_adamw(params: list[torch.nn.Parameter], **kwargs) -> torch.optim.AdamW:
-    """AdamW with its fused kernel where torch has one for these tensors (CPU: 5x faster than the
-    per-tensor loop on a 135 M model), else the default implementation."""
-    try:
-        return torch.optim.AdamW(params, fused=True, **kwargs)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.AdamW(params, **kwargs)
-
-
-def disable_dropout(model: torch.nn.Module) -> None:
-    """Turn every kind of dropout of ``model`` off for good, as TRL and verl do: rollout, old,
-    reference and update logprobs must come from one deterministic network, or the first PPO
-    ratio is not 1 and the KL to an identical reference not 0.  Sets ``p = 0`` on dropout
-    modules (LoRA's included), and zeroes the float ``*drop*`` attributes (``attention_dropout``,
-    ``attn_pdrop``, ...) that attention code and some models read from their modules or their
-    config in ``forward`` (so a checkpoint's config says dropout 0: the model was trained so).
-
-    >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
-    >>> disable_dropout(m); m[1].p
-    0.0
-    """
-    configs = []
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-            module.p = 0.0
-        for obj in (module, getattr(module, "config", None)):
-            if obj is None or any(obj is c for c in configs):
-                continue
-            if obj is not module:
-                configs.append(obj)
-            for name, value in list(vars(obj).items()):
-                if "drop" in name and isinstance(value, float):
-                    setattr(obj, name, 0.0)
-
-
 def _restore_signal_handlers(old: dict) -> None:
     for sig, h in old.items():
         signal.signal(sig, h)
@@ -814,33 +771,3 @@ def _prompt_major(prompt_ids: list[list[int]], idx: list[int]) -> list[int]:
     """
     _, which = distinct_prompts([prompt_ids[i] for i in idx])
     return [i for _, i in sorted(zip(which, idx), key=lambda t: t[0])]  # stable: order kept within a prompt
-
-
-def _load_weights(model, folder: Path, lora: bool) -> None:
-    """Copy a checkpoint's weights into ``model`` in place (keeps the optimizer's parameters)."""
-    from safetensors.torch import load_file
-
-    if lora:
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
-        return
-    files = sorted(folder.glob("*.safetensors"))
-    state = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_word_embeddings)]
-    if missing or unexpected:
-        raise RuntimeError(f"checkpoint {folder} does not match the model: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
-
-
-def _maybe_write_arith(path: str, enabled: bool) -> None:
-    """The README's one command needs no separate data step: write an arith variant's files on
-    demand when the config names a missing file in a folder named after the variant."""
-    from selfrl.data.arith_files import ARITH_VARIANTS, write_arith
-
-    p = Path(path)
-    if enabled and not p.exists() and p.parent.name in ARITH_VARIANTS and p.suffix == ".jsonl":
-        write_arith(p.parent, ARITH_VARIANTS[p.parent.name])
