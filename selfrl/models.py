@@ -14,11 +14,9 @@ from pathlib import Path
 
 import torch
 
+from selfrl.model_store import KNOWN_MODELS, ModelError, fetch_model
+
 EMBEDDED_NAMES = ("tiny-arith", "embedded")
-
-
-class ModelError(Exception):
-    """A model that cannot be had or used: the message names it and says what was expected."""
 
 
 class ModelNotFoundError(ModelError, FileNotFoundError):
@@ -42,8 +40,6 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     s = str(name_or_path)
     if s in EMBEDDED_NAMES:
         return str(embedded_model_path())
-    from selfrl.model_store import KNOWN_MODELS, fetch_model
-
     if s in KNOWN_MODELS and not Path(s).exists():
         return str(fetch_model(s))
     p = Path(s).expanduser()
@@ -64,8 +60,6 @@ def resolve_hub_model(name: str) -> str:
     ``from_pretrained`` would retry the hub for most of a minute before failing.
     """
     import huggingface_hub
-
-    from selfrl.model_store import KNOWN_MODELS
 
     nowhere = (f"model {name!r} is not a local folder, the embedded model ({EMBEDDED_NAMES[0]}), a known "
                f"model ({', '.join(sorted(KNOWN_MODELS))}) or in the Hugging Face cache")
