@@ -24,7 +24,7 @@ from selfrl.config.schema import RunConfig  # noqa: E402
 from selfrl.data.arith import ArithGenerator, ArithSpec  # noqa: E402
 from selfrl.eval.evaluate import prompt_ids  # noqa: E402
 from selfrl.models import embedded_model_path, load_causal_lm, load_tokenizer  # noqa: E402
-from selfrl.recipes import build_trainer
+from selfrl.recipes import build_trainer  # noqa: E402
 from selfrl.rollout.base import SamplingParams  # noqa: E402
 from selfrl.rollout.hf import HFEngine  # noqa: E402
 from selfrl.rollout.vllm import VLLMEngine, WeightSyncError  # noqa: E402

@@ -2,7 +2,8 @@
 
 SERL (``recipe: serl_judge``): the policy answers each prompt n times, then judges every
 unordered pair of its answers in both orders (K/2 each) with SERL's ``\\boxed{1}|{2}`` prompt.
-Actor reward: Copeland with length control.  The judge's own samples are trained too: each
+Actor reward: Copeland with length control.  The judge's own samples are trained too (they
+ride on the rollout batch with their group, so those of filtered groups are not): each
 gets SERL's self-consistency reward (+1 when it picked the answer with the higher actor
 reward, -1 when lower or unparsable, 0 on a tie), normalised within its pair's K samples.
 Both sides' advantages are SERL's group normalisation, (r − mean) / (std + 1e-4): the actor's
@@ -133,8 +134,9 @@ class SERLJudge(_SelfJudgeRecipe):
         return [actor, judge]
 
     def _judge_batch(self, judged: list[JudgedGroup]) -> RolloutBatch:
-        """The judge samples of ``judged`` (one per group, maybe none on this process) as a batch
-        with SERL's self-consistency rewards, normalised within each pair's K samples."""
+        """The judge samples of ``judged`` (a :class:`JudgedGroup` per trained group; none on a
+        process whose filters kept no group) as a batch with SERL's self-consistency rewards,
+        normalised within each pair's K samples."""
         rewards: list[float] = []
         keys: list[tuple[int, int, int]] = []  # (group, the pair's smaller index, its larger)
         samples = [s for group in judged for s in group.samples]

@@ -5,7 +5,8 @@ previously trained-on generated problems, the rest seeds, shuffled), sampled at 
 0.8, top-p 0.95, presence penalty 2.  Parsed items pass SeRL's filters in order — empty,
 word count, banned words, "Write a program", leading punctuation / non-ASCII, ROUGE-L F
 against the seeds and every accepted problem — then n responses per problem are sampled and
-scored by majority vote (:class:`selfrl.rewards.MajorityVoteReward`).  The online difficulty
+scored by majority vote (the ``majority_vote`` reward, whose pseudo-labels ride on the rollout
+batch with their groups, for this recipe's records).  The online difficulty
 filter keeps a problem when its mean majority reward lies within ``difficulty_bounds``; the
 trainer refills until the batch is full.  Trained-on problems join the few-shot pool.
 

@@ -253,9 +253,7 @@ class Trainer:
             return self._skip_update(batch, time.perf_counter() - t0)
         parts = self.recipe.training_batches(batch)  # e.g. SERL's actor and judge samples
         t1 = time.perf_counter()
-        for part in parts:
-            self.prepare(part)
-        batch = merge_prepared(parts) if len(parts) > 1 else parts[0]
+        batch = self.prepare_all(parts)
         metrics = self.update(batch)
         metrics["update/skipped_empty"] = 0.0
         t2 = time.perf_counter()
@@ -414,6 +412,13 @@ class Trainer:
             "time/rollout": t_roll, "time/score": t_score,
         })
         return m
+
+    def prepare_all(self, parts: list[RolloutBatch]) -> RolloutBatch:
+        """Each of the recipe's training batches prepared (:meth:`prepare`), then merged into the
+        one batch the update trains."""
+        for part in parts:
+            self.prepare(part)
+        return merge_prepared(parts) if len(parts) > 1 else parts[0]
 
     def prepare(self, batch: RolloutBatch) -> None:
         """Old and reference logprobs when needed, then advantages."""
