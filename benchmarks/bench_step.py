@@ -235,10 +235,10 @@ def time_selfrl(model_dir: Path, train_file: Path, workdir: Path, shape: StepSha
     from selfrl.config import load_config
     from selfrl.config.schema import RunConfig
     from selfrl.data.io import read_rows
-    from selfrl.trainer.trainer import Trainer
+    from selfrl.recipes import build_trainer
 
     cfg = load_config(RunConfig, None, selfrl_overrides(model_dir, train_file, workdir / "selfrl-run", shape))
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     prompt_tokens = prompt_tokens_per_step(model_dir, read_rows(str(train_file)), shape)
     records = []
     for i in range(shape.warmup + shape.steps):

@@ -18,7 +18,7 @@ import json
 from selfrl.data.io import read_rows
 from selfrl.eval.evaluate import EvalSettings, evaluate
 from selfrl.models import load_causal_lm, load_tokenizer
-from selfrl.rlhf.rm import TEMPLATE, load_reward_model, score_texts
+from selfrl.rewards.reward_model import TEMPLATE, load_reward_model, score_texts
 
 
 def greedy(model_path: str, rows: list[dict], max_new_tokens: int) -> list[dict]:

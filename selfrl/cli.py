@@ -1,5 +1,10 @@
-"""The ``selfrl`` command line.  Each command lives in a small function; heavy imports happen
-inside them so that ``selfrl --help`` is instant."""
+"""The ``selfrl`` command line: the face of the library, which loads configs, resolves the recipe
+and hands both to the trainer (or to the evaluation, SFT, reward-model and pipeline code).
+
+Commands: ``data arith|srl``, ``build-tiny``, ``eval``, ``eval-judge``, ``compare``, ``train``,
+``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``config show``, ``plot`` and
+``models list|fetch|import-gguf`` (``selfrl COMMAND --help`` for each).  Each command lives in a
+small function; heavy imports happen inside them so that ``selfrl --help`` is instant."""
 
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ def cmd_data_arith(args: argparse.Namespace) -> None:
 # --- selfrl data srl -----------------------------------------------------------------
 
 def cmd_data_srl(args: argparse.Namespace) -> None:
-    from selfrl.srl.steps import prepare_srl
+    from selfrl.data.srl import prepare_srl
 
     counts = prepare_srl(args.input, args.output, problem_field=args.problem_field,
                          solution_field=args.solution_field, answer_field=args.answer_field,
@@ -89,22 +94,12 @@ def print_build_report(report: dict) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from selfrl.data.io import read_rows
-    from selfrl.eval.evaluate import EvalSettings, evaluate
+    from selfrl.eval.evaluate import evaluate
     from selfrl.models import load_causal_lm, load_tokenizer, resolve_model_path
     from selfrl.prompts import PromptFormat
 
     resolve_model_path(args.model)  # a missing model is reported before any work starts
-    for flag, value, least in (("--max-new-tokens", args.max_new_tokens, 1),
-                               ("--batch-size", args.batch_size, 1), ("--n", args.n, 0)):
-        if value < least:
-            raise CLIError(f"{flag} must be >= {least}, got {value}")
-    ks = args.k or tuple(k for k in (1, 4, 16) if k <= args.n)
-    try:
-        settings = EvalSettings(n=args.n, ks=ks, temperature=args.temperature, top_p=args.top_p,
-                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                mode=args.mode, greedy=not args.no_greedy, seed=args.seed)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
+    settings = _eval_settings(args)
     fmt = PromptFormat(args.prompt_template, args.system_prompt, not args.no_chat_template)
     required = [args.answer_field] + ([] if args.prompt_field_ok else [args.question_field]) + fmt.fields()
     rows = read_rows(args.data, required=required, split=args.split, subset=args.subset)
@@ -118,6 +113,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print_metrics(metrics, title=f"{args.model} on {args.data}")
     if args.output:
         _write_outputs(args.output, metrics, "samples.jsonl", samples)
+
+
+def _eval_settings(args: argparse.Namespace):
+    """The :class:`~selfrl.eval.evaluate.EvalSettings` of ``selfrl eval``'s flags; a bad value is a
+    one-line error naming its flag."""
+    from pydantic import ValidationError
+
+    from selfrl.eval.evaluate import EvalSettings
+
+    given = {name: getattr(args, name) for name in EvalSettings.model_fields}
+    try:
+        return EvalSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        error = e.errors()[0]
+        # A field's own check names its flag; the one check across fields is ks against n.
+        flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "--k, --n"
+        raise CLIError(f"{flag}: {error['msg'].removeprefix('Value error, ')}") from None
 
 
 def _write_outputs(folder: str, metrics: dict, rows_name: str, rows: list[dict]) -> None:
@@ -228,9 +240,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     (130 for Ctrl-C, 143 for SIGTERM), after its checkpoint was written."""
     import signal
 
+    from selfrl.recipes import build_trainer
     from selfrl.rewards import RewardError
     from selfrl.trainer import checkpoint as ckpt
-    from selfrl.trainer.trainer import Trainer, TrainingStopped
+    from selfrl.trainer.trainer import TrainingStopped
 
     cfg = _load_run_config(args)
     run_dir = cfg.logging.run_dir
@@ -240,7 +253,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"{run_dir} already holds a run (metrics.jsonl or checkpoints): continue it with "
                        f"--resume auto, replace it with --overwrite, or set logging.run_dir=...")
     try:
-        trainer = Trainer(cfg, resume=args.resume)
+        trainer = build_trainer(cfg, resume=args.resume)
     except (FileNotFoundError, RewardError) as e:  # a bad --resume path, reward file or option
         raise CLIError(str(e)) from None
     main = trainer.dist.is_main  # several processes: rank 0 speaks for all
@@ -297,7 +310,7 @@ def cmd_rm_train(args: argparse.Namespace) -> None:
 
 def cmd_rm_score(args: argparse.Namespace) -> None:
     from selfrl.data.io import read_rows, write_jsonl
-    from selfrl.rlhf.rm import TEMPLATE, load_reward_model, score_texts
+    from selfrl.rewards.reward_model import TEMPLATE, load_reward_model, score_texts
 
     if args.response_field:
         rows = read_rows(args.data, [args.question_field, args.response_field])
@@ -434,19 +447,32 @@ def _add_data_commands(sub) -> None:
 
 
 
+def _add_eval_settings_flags(ev) -> None:
+    """``selfrl eval``'s measuring flags, their defaults and help taken from ``EvalSettings``
+    (written there once; a training run's ``eval`` section reuses them)."""
+    from typing import get_args
+
+    from selfrl.eval.evaluate import EvalSettings
+
+    f = EvalSettings.model_fields
+    ev.add_argument("--n", type=int, default=f["n"].default, help=f["n"].description)
+    ev.add_argument("--k", dest="ks", type=_int_list, default=None,
+                    help=f["ks"].description + "; comma-separated, e.g. 1,4,16")
+    for name, kind in (("temperature", float), ("top_p", float), ("max_new_tokens", int),
+                       ("batch_size", int), ("seed", int)):
+        ev.add_argument("--" + name.replace("_", "-"), type=kind, default=f[name].default,
+                        help=f[name].description)
+    ev.add_argument("--mode", choices=get_args(f["mode"].annotation), default=f["mode"].default,
+                    help=f["mode"].description)
+    ev.add_argument("--no-greedy", dest="greedy", action="store_false", help="skip the greedy pass")
+
+
 def _add_eval_command(sub) -> None:
-    """``selfrl eval``."""
+    """``selfrl eval``, ``eval-judge`` and ``compare``."""
     ev = sub.add_parser("eval", help="greedy pass@1, avg@n, maj@k and pass@k of a model on a data set")
     ev.add_argument("--model", required=True, help="local model folder, 'tiny-arith', or a hub name")
     ev.add_argument("--data", required=True, help="JSONL or Parquet file, or a Hugging Face dataset name")
-    ev.add_argument("--n", type=int, default=16, help="samples per problem (0: greedy only)")
-    ev.add_argument("--k", type=_int_list, default=None, help="k values for maj@k and pass@k, e.g. 1,4,16")
-    ev.add_argument("--temperature", type=float, default=1.0)
-    ev.add_argument("--top-p", type=float, default=0.95)
-    ev.add_argument("--max-new-tokens", type=int, default=256)
-    ev.add_argument("--batch-size", type=int, default=128)
-    ev.add_argument("--mode", choices=("math", "aime", "mc"), default="math",
-                    help="answer extraction: math (math-verify), aime (integers 0-999), mc (A-J)")
+    _add_eval_settings_flags(ev)
     ev.add_argument("--question-field", default="question")
     ev.add_argument("--prompt-template", default=None,
                     help="the user turn with {field} placeholders, e.g. \"{question} Answer with the final "
@@ -460,9 +486,7 @@ def _add_eval_command(sub) -> None:
     ev.add_argument("--subset", default=None,
                     help="a dataset's config name (e.g. main for openai/gsm8k), or a folder inside it")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N problems")
-    ev.add_argument("--no-greedy", action="store_true", help="skip the greedy pass")
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--output", default=None, help="folder for metrics.json and samples.jsonl")
     ev.set_defaults(func=cmd_eval, prompt_field_ok=False)
 
@@ -494,7 +518,8 @@ def _add_eval_command(sub) -> None:
 
 
 def _add_run_commands(sub) -> None:
-    """``selfrl build-tiny``, ``train``, ``config show`` and ``plot``."""
+    """``selfrl build-tiny``, ``train``, ``sft``, ``rm train|score``, ``pipeline``, ``merge``,
+    ``config show`` and ``plot``."""
     tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")
     tiny.add_argument("--output", default="selfrl/assets/tiny-arith", help="where to save the model")
     tiny.add_argument("--seed", type=int, default=0)

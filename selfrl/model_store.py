@@ -37,12 +37,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfrl.models import ModelError
-
 #: GGUF architectures that import to a saveable ``*ForCausalLM`` (transformers' GGUF loader maps
 #: more; these are the decoder-only ones whose import is tested here or shares llama's layout).
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
 SOURCE_FILE = "selfrl_source.json"
+
+
+class ModelError(Exception):
+    """A model that cannot be had or used: the message names it and says what was expected
+    (also :class:`selfrl.models.ModelError`)."""
 
 
 class GGUFError(ModelError):

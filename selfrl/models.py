@@ -14,11 +14,9 @@ from pathlib import Path
 
 import torch
 
+from selfrl.model_store import KNOWN_MODELS, ModelError, fetch_model
+
 EMBEDDED_NAMES = ("tiny-arith", "embedded")
-
-
-class ModelError(Exception):
-    """A model that cannot be had or used: the message names it and says what was expected."""
 
 
 class ModelNotFoundError(ModelError, FileNotFoundError):
@@ -42,8 +40,6 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     s = str(name_or_path)
     if s in EMBEDDED_NAMES:
         return str(embedded_model_path())
-    from selfrl.model_store import KNOWN_MODELS, fetch_model
-
     if s in KNOWN_MODELS and not Path(s).exists():
         return str(fetch_model(s))
     p = Path(s).expanduser()
@@ -64,8 +60,6 @@ def resolve_hub_model(name: str) -> str:
     ``from_pretrained`` would retry the hub for most of a minute before failing.
     """
     import huggingface_hub
-
-    from selfrl.model_store import KNOWN_MODELS
 
     nowhere = (f"model {name!r} is not a local folder, the embedded model ({EMBEDDED_NAMES[0]}), a known "
                f"model ({', '.join(sorted(KNOWN_MODELS))}) or in the Hugging Face cache")
@@ -170,3 +164,29 @@ def load_causal_lm(name_or_path: str | os.PathLike, device: str = "cpu", dtype: 
     except OSError as e:
         raise ModelNotFoundError(f"could not load a model from {path!r}: {e}") from None
     return model.to(device)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Turn every kind of dropout of ``model`` off for good, as TRL and verl do: rollout, old,
+    reference and update logprobs must come from one deterministic network, or the first PPO
+    ratio is not 1 and the KL to an identical reference not 0.  Sets ``p = 0`` on dropout
+    modules (LoRA's included), and zeroes the float ``*drop*`` attributes (``attention_dropout``,
+    ``attn_pdrop``, ...) that attention code and some models read from their modules or their
+    config in ``forward`` (so a checkpoint's config says dropout 0: the model was trained so).
+
+    >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    >>> disable_dropout(m); m[1].p
+    0.0
+    """
+    configs = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        for obj in (module, getattr(module, "config", None)):
+            if obj is None or any(obj is c for c in configs):
+                continue
+            if obj is not module:
+                configs.append(obj)
+            for name, value in list(vars(obj).items()):
+                if "drop" in name and isinstance(value, float):
+                    setattr(obj, name, 0.0)

@@ -95,13 +95,13 @@ def _run_stage(stage: Stage, base: Path) -> None:
 
 def _run_train(stage: Stage, config: str) -> None:
     from selfrl.config.schema import RunConfig
+    from selfrl.recipes import build_trainer
     from selfrl.rlhf.merge import merge_adapter
     from selfrl.trainer import checkpoint as ckpt
-    from selfrl.trainer.trainer import Trainer
 
     cfg = load_config(RunConfig, config, stage.overrides)
     resume = "auto" if ckpt.list_checkpoints(cfg.logging.run_dir) else None
-    summary = Trainer(cfg, resume=resume).fit()
+    summary = build_trainer(cfg, resume=resume).fit()
     if "stopped_by_signal" in summary:  # not finished: leave no output, so a re-run resumes
         raise PipelineStopped(f"stage {stage.name!r} stopped by {summary['stopped_by_signal']}; "
                               f"its checkpoint is in {cfg.logging.run_dir}: run the pipeline again to resume")

@@ -63,8 +63,8 @@ class PromptFormat:
     >>> fmt = PromptFormat(template="{question} Answer briefly.", system="Be exact.")
     >>> [m["content"] for m in fmt.messages({"question": "2 + 2?"}, "question")]
     ['Be exact.', '2 + 2? Answer briefly.']
-    >>> PromptFormat(template="Q: {question}\nA:", chat=False).text({"question": "2 + 2?"}, "question")
-    'Q: 2 + 2?\nA:'
+    >>> PromptFormat(template="Q: {question}\\nA:", chat=False).text({"question": "2 + 2?"}, "question")
+    'Q: 2 + 2?\\nA:'
     """
 
     template: str | None = None

@@ -1,8 +1,8 @@
 """Helpers for tests and benchmarks: a tiny random model (the embedded model's layout) built on the fly.
 
 >>> import tempfile
->>> path = tiny_random_model(tempfile.mkdtemp(), hidden_size=16, num_layers=1)
->>> (path / "config.json").is_file()
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     (tiny_random_model(tmp, hidden_size=16, num_layers=1) / "config.json").is_file()
 True
 """
 

@@ -12,9 +12,10 @@ import torch
 
 from selfrl.algorithms import LOSS_AGGREGATIONS, aggregate_loss
 from selfrl.config.schema import RunConfig
+from selfrl.recipes import build_trainer
 from selfrl.trainer import distributed
-from selfrl.trainer.distributed import DistContext, global_advantages, group_seed, shard_size
-from selfrl.trainer.trainer import Trainer
+from selfrl.trainer.advantage import global_advantages
+from selfrl.trainer.distributed import DistContext, group_seed, shard_size
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -39,7 +40,7 @@ def test_prompts_per_step_must_divide_by_world_size(make_config, monkeypatch):
                         lambda device: (DistContext(rank=0, world_size=2), device))
     cfg = RunConfig.model_validate(make_config(extra={"train": {"prompts_per_step": 3}}))
     with pytest.raises(ValueError, match="prompts_per_step=3"):
-        Trainer(cfg)
+        build_trainer(cfg)
 
 
 @pytest.mark.parametrize("mode", list(LOSS_AGGREGATIONS.names()))
@@ -89,7 +90,7 @@ def test_two_processes_match_one_process(make_config, launch_two):
     batch metrics equal those of one process with the same global batch (4 prompts x 4)."""
     extra = {"rollout": {"seed_per_group": True}, "train": {"steps": 2, "prompts_per_step": 4},
              "algorithm": {"advantage": "reinforce_pp", "loss_agg": "token-mean"}}
-    one = Trainer(RunConfig.model_validate(make_config("one", extra=extra)))
+    one = build_trainer(RunConfig.model_validate(make_config("one", extra=extra)))
     one.fit()
 
     two_cfg = make_config("two", extra=extra)

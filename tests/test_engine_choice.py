@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from selfrl.config.schema import RunConfig
-from selfrl.trainer.trainer import Trainer
+from selfrl.recipes import build_trainer
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -21,7 +21,7 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 def test_vllm_engine_without_vllm_names_the_install_command(make_config):
     cfg = make_config(extra={"rollout": {"engine": "vllm"}})
     with pytest.raises(ImportError, match=r"pip install 'selfrl\[vllm\]'"):
-        Trainer(RunConfig.model_validate(cfg))
+        build_trainer(RunConfig.model_validate(cfg))
 
 
 def test_the_vllm_module_imports_without_importing_vllm():

@@ -10,7 +10,7 @@ import torch
 
 from selfrl.config.schema import RunConfig
 from selfrl.data.io import write_jsonl
-from selfrl.trainer.trainer import Trainer
+from selfrl.recipes import build_trainer
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def decisive_judge(monkeypatch):
 
 def _run(make_config, extra):
     cfg = RunConfig.model_validate(make_config("judge", extra=extra))
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     changed = any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
@@ -66,4 +66,4 @@ def test_judge_recipes_reject_dynamic_sampling(make_config):
         "recipe": "serl_judge", "rewards": [], "filter": {"dynamic_sampling": True},
         "data": {"require_answer": False}}))
     with pytest.raises(ValueError, match="dynamic_sampling"):
-        Trainer(cfg)
+        build_trainer(cfg)

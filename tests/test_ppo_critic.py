@@ -11,7 +11,7 @@ import torch
 
 from selfrl.algorithms import AdaptiveKLController, clipped_value_loss
 from selfrl.config.schema import RunConfig
-from selfrl.trainer.trainer import Trainer
+from selfrl.recipes import build_trainer
 
 
 def test_clipped_value_loss_by_hand():
@@ -52,7 +52,7 @@ def _ppo(make_config, name, **train):
 
 def test_a_few_ppo_steps_update_actor_and_critic(make_config, tmp_path):
     cfg = RunConfig.model_validate(_ppo(make_config, "ppo"))
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     actor0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     critic0 = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
     trainer.fit()
@@ -68,9 +68,9 @@ def test_a_few_ppo_steps_update_actor_and_critic(make_config, tmp_path):
 
 
 def test_ppo_resume_restores_the_critic_and_the_kl_coefficient(make_config, tmp_path):
-    first = Trainer(RunConfig.model_validate(_ppo(make_config, "ppo_resume")))
+    first = build_trainer(RunConfig.model_validate(_ppo(make_config, "ppo_resume")))
     first.fit()
-    resumed = Trainer(RunConfig.model_validate(_ppo(make_config, "ppo_resume", steps=3)), resume="auto")
+    resumed = build_trainer(RunConfig.model_validate(_ppo(make_config, "ppo_resume", steps=3)), resume="auto")
     assert resumed.step == 2 and resumed.kl_coef == pytest.approx(first.kl_coef)
     for k, v in first.critic.state_dict().items():
         assert torch.equal(v, resumed.critic.state_dict()[k])
@@ -90,7 +90,7 @@ def test_early_stop_on_kl_skips_the_remaining_epochs(make_config):
     cfg = _ppo(make_config, "ppo_stop")
     cfg["algorithm"].update(ppo_epochs=4, early_stop_kl=1e-9)
     cfg["train"]["steps"] = 1
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     metrics = trainer.train_step()
     # epoch 1 runs at ratio 1 (KL 0); after its update the KL exceeds the threshold
     assert metrics["ppo/epochs_run"] == 2

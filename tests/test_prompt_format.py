@@ -54,11 +54,11 @@ def test_answer_sources_and_the_form_split():
 
 
 def test_a_run_uses_the_template_in_training_and_evaluation_and_keeps_its_eval_samples(make_config):
-    from selfrl.trainer.trainer import Trainer
+    from selfrl.recipes import build_trainer
 
     cfg = make_config(extra={"data": {"prompt_template": "{question}" + SUFFIX},
                              "eval": {"at_start": True}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     batch = trainer.rollout(trainer.prompts.take(1))
     assert SUFFIX.strip() in trainer.tokenizer.decode(batch.prompt_ids[0])
     trainer.fit()
@@ -88,15 +88,15 @@ def test_eval_cli_takes_a_prompt_template(tiny_model, arith_dir, tmp_path):
 
 
 def test_arith_variants_are_written_on_demand(tmp_path, monkeypatch):
-    from selfrl.trainer.trainer import _maybe_write_arith
+    from selfrl.data.arith_files import write_arith_if_missing
 
     path = tmp_path / "arith_1op" / "train.jsonl"
-    _maybe_write_arith(str(path), enabled=True)
+    assert write_arith_if_missing(str(path))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert {r["n_ops"] for r in rows} == {1}
     assert (tmp_path / "arith_1op" / "validation.jsonl").is_file()
     other = tmp_path / "mine" / "train.jsonl"
-    _maybe_write_arith(str(other), enabled=True)  # not a variant's folder: nothing written
+    assert not write_arith_if_missing(str(other))  # not a variant's folder: nothing written
     assert not other.exists()
 
 
@@ -128,10 +128,10 @@ def test_a_model_that_would_load_as_quantized_fails_at_start_up(tiny_model, tmp_
 
 def test_truncated_completions_get_the_truncated_reward(make_config):
     """rollout.truncated_reward replaces the reward of every completion cut at max_new_tokens."""
-    from selfrl.trainer.trainer import Trainer
+    from selfrl.recipes import build_trainer
 
     cfg = make_config(extra={"rollout": {"truncated_reward": -1.0, "max_new_tokens": 3}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     batch = trainer.rollout(trainer.prompts.take(2))
     trainer.score(batch)
     cut = [r == "length" for r in batch.finish_reasons]

@@ -13,14 +13,14 @@ import yaml
 
 from selfrl.config import load_config, validate_section
 from selfrl.config.schema import RunConfig
+from selfrl.recipes import build_trainer
 from selfrl.trainer.batch import RolloutBatch, merge_prepared
-from selfrl.trainer.trainer import Trainer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def _serl(make_config, name, **recipe_args):
-    return Trainer(RunConfig.model_validate(make_config(name, extra={
+    return build_trainer(RunConfig.model_validate(make_config(name, extra={
         "recipe": "serl_judge", "rewards": [], "data": {"require_answer": False},
         "recipe_args": {"judge_samples": 2, "judge_max_new_tokens": 6, **recipe_args}})))
 
@@ -28,7 +28,7 @@ def _serl(make_config, name, **recipe_args):
 def _batch(scores: list[float], group_size: int) -> RolloutBatch:
     n = len(scores)
     return RolloutBatch(rows=[{}] * n, prompt_ids=[[1, 2]] * n, completion_ids=[[3, 4]] * n,
-                        rollout_logprobs=[[0.0, 0.0]] * n, texts=["x"] * n, prompts_text=["q"] * n,
+                        rollout_logprobs=[[0.0, 0.0]] * n, completions=["x"] * n, prompts=["q"] * n,
                         finish_reasons=["stop"] * n, group_size=group_size,
                         scores=torch.tensor(scores, dtype=torch.float64))
 
@@ -39,7 +39,7 @@ def test_serl_actor_advantages_use_the_papers_eps(make_config):
     trainer = _serl(make_config, "serl_eps", train_judge=False)
     scores = [0.0, 0.0, 0.0, 2e-4]  # unbiased std 1e-4: eps 1e-4 halves the advantage, 1e-6 does not
     batch = _batch(scores, group_size=4)
-    trainer.recipe.extra_batch(batch)
+    (batch,) = trainer.recipe.training_batches(batch)
     trainer.prepare(batch)
     mean, std = statistics.fmean(scores), statistics.stdev(scores)
     expected = [(s - mean) / (std + 1e-4) for s in scores]
@@ -47,7 +47,7 @@ def test_serl_actor_advantages_use_the_papers_eps(make_config):
 
 
 def test_judge_defaults_are_the_papers_and_tiny_recipes_set_their_own():
-    from selfrl.judging.recipes import JudgeArgs, SRR1Elo
+    from selfrl.recipes.self_judge import JudgeArgs, SRR1Elo
 
     serl = JudgeArgs()
     assert (serl.judge_samples, serl.judge_max_new_tokens, serl.judge_temperature) == (4, 2048, 0.9)
@@ -63,7 +63,7 @@ def test_serl_judge_tokens_are_scored_at_the_judge_temperature(make_config):
     trainer.cfg.algorithm.ppo_epochs = 2  # so that prepare computes the old logprobs
     trainer.step = 1
     batch = trainer.collect()
-    extra = trainer.recipe.extra_batch(batch)
+    batch, extra = trainer.recipe.training_batches(batch)
     trainer.prepare(batch)
     trainer.prepare(extra)
     for i, sampled in enumerate(extra.rollout_logprobs):  # the engine's, at temperature 0.5
@@ -102,7 +102,7 @@ def test_serl_refuses_what_its_loss_and_advantages_cannot_honour(make_config):
         cfg = make_config("serl_bad", extra={"recipe": "serl_judge", "rewards": [],
                                              "data": {"require_answer": False}, **extra})
         with pytest.raises(ValueError, match=match):
-            Trainer(RunConfig.model_validate(cfg))
+            build_trainer(RunConfig.model_validate(cfg))
 
 
 # --- classic RLHF ------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_adaptive_kl_controller_is_fed_the_per_sequence_kl_sum(make_config):
         "algorithm": {"advantage": "gae", "kl_coef": 0.2, "kl_estimator": "k1", "kl_in_reward": True,
                       "kl_target": 6.0},
         "train": {"lr": 0.1}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     trainer.train_step()  # step 1 samples the reference policy itself: KL 0
     fed: list[float] = []
     update = trainer.kl_ctl.update
@@ -142,8 +142,8 @@ def test_rlhf_ppo_recipe_follows_the_stackexchange_setup():
 # --- SRL, SeRL -----------------------------------------------------------------------------
 
 def test_srl_prompt_is_a_system_turn_then_a_user_turn():
+    from selfrl.data.srl import build_instances
     from selfrl.prompts import srl_messages
-    from selfrl.srl import build_instances
 
     system, user = srl_messages("Sam has 8 shells.", ["He has 8.", "8 + 6 = 14."])
     assert (system["role"], user["role"]) == ("system", "user")
@@ -155,11 +155,11 @@ def test_srl_prompt_is_a_system_turn_then_a_user_turn():
 
 def test_serl_self_instruction_system_prompt_is_configurable(make_config, arith_dir):
     from selfrl.prompts import SELF_INSTRUCT_SYSTEM
-    from selfrl.selfplay.recipe import SerlArgs
+    from selfrl.recipes.serl import SerlArgs
 
     assert SerlArgs().self_instruct_system == SELF_INSTRUCT_SYSTEM
     brief = "You are a teacher. Write one new riddle."
-    trainer = Trainer(RunConfig.model_validate(make_config("serl_brief", extra={
+    trainer = build_trainer(RunConfig.model_validate(make_config("serl_brief", extra={
         "recipe": "serl", "data": {"train": str(arith_dir / "seed.jsonl"), "require_answer": False},
         "rewards": [{"name": "majority_vote"}],
         "recipe_args": {"self_instruct_system": brief, "gen_prompts_per_round": 1,

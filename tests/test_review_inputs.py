@@ -229,15 +229,15 @@ def test_local_dataset_folders_saved_to_disk_or_of_parquet_files(local_datasets)
 
 
 def test_training_reads_data_train_split_and_eval_split(local_datasets, make_config):
-    from selfrl.trainer.trainer import Trainer
+    from selfrl.recipes import build_trainer
 
     _splits(local_datasets / "ds")
     cfg = make_config("splits", extra={"data": {"train": "ds", "eval": "ds"}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     assert sorted(r["question"] for r in trainer.prompts.rows) == ["train 0", "train 1", "train 2"]
     assert all(r["question"].startswith("test ") for r in trainer.eval_rows)
     cfg["data"].update(train_split="test", eval_split="train")
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     assert trainer.eval_rows[0]["question"] == "train 0"
 
 

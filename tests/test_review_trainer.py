@@ -15,6 +15,7 @@ import yaml
 
 from selfrl.cli import main
 from selfrl.config.schema import RunConfig
+from selfrl.recipes import build_trainer
 from selfrl.trainer import checkpoint as ckpt
 from selfrl.trainer.trainer import Trainer
 
@@ -50,7 +51,7 @@ def keep_first_group_only(trainer: Trainer) -> list[tuple]:
 ])
 def test_groups_dropped_when_attempts_run_out_are_not_trained(make_config, extra):
     cfg = make_config(extra={**extra, "filter": {"max_attempts": 1}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     calls = keep_first_group_only(trainer)
     trained = []
     update = trainer.update
@@ -60,7 +61,7 @@ def test_groups_dropped_when_attempts_run_out_are_not_trained(make_config, extra
     (kept, dropped), = calls
     assert len(batch) == cfg["rollout"]["n"]  # one group of the two: the dropped one is not topped up
     assert kept.num_groups == 1 and dropped.num_groups == 1
-    assert batch.texts == kept.texts and batch.rows == kept.rows
+    assert batch.completions == kept.completions and batch.rows == kept.rows
     (step,) = step_rows(read_metrics(cfg["logging"]["run_dir"]))
     assert step["filter/unfilled_groups"] == 1
     assert step["filter/kept_frac"] == 0.5
@@ -71,7 +72,7 @@ def test_a_step_without_kept_groups_skips_the_update(make_config):
     cfg = make_config(extra={"filter": {"dynamic_sampling": True, "std_eps": 10.0, "max_attempts": 2},
                              "algorithm": {"advantage": "reinforce_pp"},
                              "train": {"steps": 2}, "checkpoint": {"every": 1}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     before = snapshot(trainer.model)
     trainer.fit()
     assert trainer.step == 2
@@ -91,7 +92,7 @@ def test_serl_never_records_or_pools_a_filtered_problem(make_config, arith_dir, 
         "filter": {"max_attempts": 1},
         "recipe_args": {"gen_prompts_per_round": 3, "gen_max_rounds": 2, "gen_max_new_tokens": 24,
                         "rouge_threshold": 0.99, "difficulty_bounds": [2.0, 3.0]}})  # nothing passes
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     trainer.fit()
     records = [json.loads(line) for line in
                (tmp_path / "serl" / "selfplay" / "step-000001.jsonl").read_text().splitlines()]
@@ -135,7 +136,7 @@ def test_dropout_is_off_for_every_logprob(make_config, dropout_models, arch, lor
         targets = ["c_attn"] if arch == "gpt2" else ["q_proj", "v_proj"]
         extra["model"]["lora"] = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": targets}
     cfg = make_config(f"dropout-{arch}", extra=extra)
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     for module in (trainer.model, trainer.ref_model):
         if module is not None:
             assert not [n for n, m in module.named_modules()

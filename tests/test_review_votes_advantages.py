@@ -62,9 +62,10 @@ def _grpo_reference(scores: list[float], eps: float) -> list[float]:
 def test_grpo_advantages_of_close_rewards_match_a_float64_reference():
     rewards = [0.8, 0.8001, 0.8002, 0.8003]
     batch = RolloutBatch(rows=[{}] * 4, prompt_ids=[[1]] * 4, completion_ids=[[2]] * 4,
-                         rollout_logprobs=[None] * 4, texts=["a"] * 4, prompts_text=["q"] * 4,
+                         rollout_logprobs=[None] * 4, completions=["a"] * 4, prompts=["q"] * 4,
                          finish_reasons=["stop"] * 4, group_size=4)
-    trainer = SimpleNamespace(reward=lambda b: list(rewards))
+    trainer = SimpleNamespace(reward=lambda b: list(rewards),
+                              cfg=SimpleNamespace(rollout=SimpleNamespace(truncated_reward=None)))
     Trainer.score(trainer, batch)  # the trainer's one line that turns reward floats into a tensor
     params = AdvantageParams()
     out = ADVANTAGE_ESTIMATORS.get("grpo")(

@@ -529,7 +529,9 @@ def test_shipped_rewards_pickle():
 
 @pytest.fixture
 def scratch_registry(monkeypatch):
-    monkeypatch.setattr(registry_module, "_FACTORIES", dict(registry_module._FACTORIES))
+    registry = registry_module.REWARDS
+    monkeypatch.setattr(registry, "_table", dict(zip(registry.names(), map(registry.get, registry.names()))))
+    monkeypatch.setattr(registry, "_traits", dict.fromkeys(registry.names()))
 
 
 def test_unknown_reward_lists_valid_names_and_close_matches():

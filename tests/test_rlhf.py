@@ -132,8 +132,8 @@ def test_merge_errors_name_what_is_missing(tmp_path, capsys):
 
 def test_reward_model_reward_drives_a_training_step(tiny_model, arith_dir, make_config, tmp_path):
     from selfrl.config.schema import RunConfig
+    from selfrl.recipes import build_trainer
     from selfrl.rewards import RewardBatch, build_reward
-    from selfrl.trainer.trainer import Trainer
 
     run_rm(_rm_cfg(tiny_model, arith_dir, tmp_path / "rm"))
     rm_path = str(tmp_path / "rm" / "model")
@@ -146,7 +146,7 @@ def test_reward_model_reward_drives_a_training_step(tiny_model, arith_dir, make_
 
     cfg = make_config("rm_run", extra={"train": {"steps": 2}})
     cfg["rewards"] = [{"name": "reward_model", "args": {"model": rm_path}}]
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     trainer.fit()
     rows = [json.loads(line) for line in open(tmp_path / "rm_run" / "metrics.jsonl")]
     assert all(math.isfinite(r["reward/reward_model/raw_mean"]) for r in rows if "reward/mean" in r)

@@ -96,14 +96,14 @@ def test_serl_records_every_decision_and_resumes_exactly(make_config, arith_dir,
     import torch
 
     from selfrl.config.schema import RunConfig
-    from selfrl.trainer.trainer import Trainer
+    from selfrl.recipes import build_trainer
 
     def run(name, steps, resume=None):
         raw = make_config(name, extra=_serl_extra(arith_dir))
         raw["train"]["steps"] = steps
         raw["checkpoint"]["every"] = 1
         cfg = RunConfig.model_validate(raw)
-        trainer = Trainer(cfg, resume=resume)
+        trainer = build_trainer(cfg, resume=resume)
         trainer.fit()
         return trainer
 

@@ -96,11 +96,11 @@ def test_shared_prompt_entropy_and_single_token_completions(model):
 
 def _trained_weights(make_config, shared: bool, extra: dict) -> tuple[list[torch.Tensor], dict]:
     from selfrl.config.schema import RunConfig
-    from selfrl.trainer.trainer import Trainer
+    from selfrl.recipes import build_trainer
 
     cfg = make_config(f"shared-{shared}", extra={**extra, "train": {**extra.get("train", {}),
                                                                     "shared_prompt_forward": shared}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     metrics = trainer.train_step()
     return [p.detach().clone() for p in trainer.model.parameters()], metrics
 

@@ -1,5 +1,6 @@
-"""CPU unit tests of selfrl.srl: step parsing across styles, instance building, prepare_srl
-end to end (with its data errors), and the srl_step reward on hand-made completions."""
+"""CPU unit tests of SRL (selfrl.data.srl, selfrl.rewards.srl_step): step parsing across styles,
+instance building, prepare_srl end to end (with its data errors), and the srl_step reward on
+hand-made completions."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import pickle
 
 import pytest
 
+from selfrl.data import srl as steps_module
 from selfrl.data.arith_files import ArithSplits, write_arith
 from selfrl.data.io import DataError, read_jsonl, write_jsonl
+from selfrl.data.srl import build_instances, prepare_srl, split_steps
 from selfrl.rewards import RewardBatch, RewardError, build_reward, compute_reward
-from selfrl.srl import SrlStepReward, build_instances, parse_action, prepare_srl, split_steps
-from selfrl.srl import reward as reward_module
-from selfrl.srl import steps as steps_module
+from selfrl.rewards import srl_step as reward_module
+from selfrl.rewards.srl_step import SrlStepReward, parse_action
 
 
 @pytest.mark.parametrize("module", [steps_module, reward_module])

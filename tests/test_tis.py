@@ -8,8 +8,8 @@ import torch
 
 from selfrl.algorithms import truncated_is_weight
 from selfrl.config.schema import RunConfig
+from selfrl.recipes import build_trainer
 from selfrl.trainer.batch import pad_logprobs
-from selfrl.trainer.trainer import Trainer
 
 
 def test_weight_on_hand_computed_numbers():
@@ -46,7 +46,7 @@ def test_pad_logprobs():
 def _step_metrics(make_config, name: str, tis_cap: float | None) -> dict:
     cfg = make_config(name, extra={"algorithm": {"tis_cap": tis_cap}, "eval": {"at_start": False}})
     cfg["data"]["eval"] = None
-    return Trainer(RunConfig.model_validate(cfg)).train_step()
+    return build_trainer(RunConfig.model_validate(cfg)).train_step()
 
 
 def test_trainer_multiplies_the_policy_loss_by_the_weight(make_config):

@@ -21,6 +21,7 @@ import yaml
 from selfrl.algorithms import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
 from selfrl.cli import main
 from selfrl.config.schema import RunConfig
+from selfrl.recipes import build_trainer
 from selfrl.rewards import RewardError
 from selfrl.trainer import checkpoint as ckpt
 from selfrl.trainer.trainer import Trainer, TrainingStopped
@@ -51,7 +52,7 @@ def nan_loss():
 def train(cfg: dict, resume: str | None = None) -> tuple[Trainer, dict, dict]:
     """Build a trainer from a config dict, run it; returns it, its summary and the initial
     parameters (after any resume)."""
-    trainer = Trainer(RunConfig.model_validate(cfg), resume=resume)
+    trainer = build_trainer(RunConfig.model_validate(cfg), resume=resume)
     before = snapshot(trainer.model)
     summary = trainer.fit()
     return trainer, summary, before
@@ -134,7 +135,7 @@ def test_one_update_raises_the_likelihood_of_positive_advantages(make_config, ad
     cfg = make_config(extra={"algorithm": {"advantage": advantage},
                              "train": {"prompts_per_step": 4, "micro_batch_size": 16, "lr": 1e-3,
                                        "warmup_steps": 0}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     batch = trainer.collect()
     trainer.prepare(batch)
 
@@ -249,7 +250,7 @@ def test_lora_trains_only_the_adapter(make_config):
     # The checkpoint holds the adapter; resuming loads it back into a fresh model.
     last = ckpt.list_checkpoints(cfg["logging"]["run_dir"])[-1]
     assert (last / "model" / "adapter_model.safetensors").is_file()
-    resumed = Trainer(RunConfig.model_validate(cfg), resume="auto")
+    resumed = build_trainer(RunConfig.model_validate(cfg), resume="auto")
     assert resumed.step == 1
     assert not changed(resumed.model, snapshot(trainer.model))
 
@@ -399,7 +400,7 @@ def test_reward_function_missing_is_a_cli_error(write_config, capsys):
 def test_nan_loss_is_skipped_then_stops(make_config, nan_loss):
     cfg = make_config(extra={"algorithm": {"policy_loss": NAN_LOSS},
                              "train": {"steps": 10, "max_nonfinite_steps": 2}})
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     before = snapshot(trainer.model)
     with pytest.raises(TrainingStopped) as info:
         trainer.fit()

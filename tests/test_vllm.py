@@ -24,10 +24,11 @@ from selfrl.config.schema import RunConfig  # noqa: E402
 from selfrl.data.arith import ArithGenerator, ArithSpec  # noqa: E402
 from selfrl.eval.evaluate import prompt_ids  # noqa: E402
 from selfrl.models import embedded_model_path, load_causal_lm, load_tokenizer  # noqa: E402
+from selfrl.recipes import build_trainer  # noqa: E402
 from selfrl.rollout.base import SamplingParams  # noqa: E402
 from selfrl.rollout.hf import HFEngine  # noqa: E402
 from selfrl.rollout.vllm import VLLMEngine, WeightSyncError  # noqa: E402
-from selfrl.trainer.trainer import Trainer, TrainingStopped  # noqa: E402
+from selfrl.trainer.trainer import TrainingStopped  # noqa: E402
 
 KV_CACHE_GIB = 0.25  # a fixed size: vLLM's CPU worker then skips its memory profiling (~20 s)
 SYNCED_GAP = 1e-3  # fp32 on both sides: measured gaps are ~1e-5
@@ -145,7 +146,7 @@ def test_rlvr_steps_with_the_vllm_engine(make_config, tmp_path):
         "algorithm": {"tis_cap": 2.0},
         "train": {"steps": 3, "lr": 1e-3},
     })
-    trainer = Trainer(RunConfig.model_validate(cfg))
+    trainer = build_trainer(RunConfig.model_validate(cfg))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.fit()
 

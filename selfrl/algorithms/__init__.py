@@ -2,7 +2,8 @@
 
 Four kinds, each a registry whose functions share one signature:
 
-* :data:`ADVANTAGE_ESTIMATORS` — ``fn(AdvantageInput, AdvantageParams) -> AdvantageOutput``
+* :data:`ADVANTAGE_ESTIMATORS` — ``fn(AdvantageInput, AdvantageParams) -> AdvantageOutput``,
+  each declaring what it needs (:class:`EstimatorNeeds`)
 * :data:`POLICY_LOSSES` — ``fn(logprobs, old_logprobs, advantages, mask, PolicyLossParams)
   -> (loss_mat, metrics)``
 * :data:`KL_ESTIMATORS` — ``fn(logprobs, ref_logprobs) -> (B, T)``
@@ -11,12 +12,14 @@ Four kinds, each a registry whose functions share one signature:
 Plus :func:`truncated_is_weight`, the TIS correction for a rollout engine that is not the
 trainer.  Only ``torch`` is imported, so these can be unit-tested and reused anywhere.
 
->>> ADVANTAGE_ESTIMATORS.names()
-('dr_grpo', 'gae', 'grpo', 'reinforce_pp', 'reinforce_pp_baseline', 'rloo')
->>> POLICY_LOSSES.names(), KL_ESTIMATORS.names()
-(('gspo', 'ppo_clip'), ('k1', 'k2', 'k3'))
->>> LOSS_AGGREGATIONS.names()
-('seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm', 'token-mean')
+>>> ADVANTAGE_ESTIMATORS.get("grpo") is grpo, "ppo_clip" in POLICY_LOSSES, KL_ESTIMATORS.get("k3") is k3
+(True, True, True)
+>>> ADVANTAGE_ESTIMATORS.traits("gae")
+EstimatorNeeds(critic=True, min_group_size=1)
+
+A new estimator, loss, KL estimator or aggregation is a module of this package that registers
+it (the registries import every module here the first time they are read); see the README's
+"Contributing" section.
 """
 
 from selfrl.algorithms.advantages import (
@@ -25,6 +28,7 @@ from selfrl.algorithms.advantages import (
     AdvantageInput,
     AdvantageOutput,
     AdvantageParams,
+    EstimatorNeeds,
     dr_grpo,
     gae,
     grpo,
@@ -37,8 +41,8 @@ from selfrl.algorithms.importance import truncated_is_weight
 from selfrl.algorithms.kl import KL_ESTIMATORS, KLEstimator, k1, k2, k3
 from selfrl.algorithms.masked import masked_mean, masked_sum, masked_whiten
 from selfrl.algorithms.policy_loss import POLICY_LOSSES, PolicyLoss, PolicyLossParams, gspo, ppo_clip
-from selfrl.algorithms.registry import Registry, UnknownNameError
 from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
+from selfrl.registry import Registry, UnknownNameError
 
 __all__ = [
     "AdaptiveKLController",
@@ -51,6 +55,7 @@ __all__ = [
     "AdvantageInput",
     "AdvantageOutput",
     "AdvantageParams",
+    "EstimatorNeeds",
     "KLEstimator",
     "LossAggregation",
     "PolicyLoss",

@@ -1,7 +1,8 @@
 """Advantage estimators: sequence scores (and optionally critic values, KL) → per-token advantages.
 
 Every estimator has the one signature ``fn(inp: AdvantageInput, params: AdvantageParams) ->
-AdvantageOutput`` and is registered by name in :data:`ADVANTAGE_ESTIMATORS`.  They run
+AdvantageOutput`` and is registered by name in :data:`ADVANTAGE_ESTIMATORS`, declaring there
+what it needs (:class:`EstimatorNeeds`: a critic, a least group size).  They run
 under ``torch.no_grad``: advantages and returns are constants for the policy loss.
 
 Names and how they follow (or depart from) their papers:
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 import torch
 
 from selfrl.algorithms.masked import masked_whiten
-from selfrl.algorithms.registry import Registry
+from selfrl.registry import Registry
 
 
 @dataclass
@@ -131,8 +132,24 @@ class AdvantageOutput:
     returns: torch.Tensor
 
 
+@dataclass(frozen=True)
+class EstimatorNeeds:
+    """What an estimator declares when it is registered, read by the trainer and the config
+    check instead of its name.
+
+    Args:
+        critic: it reads ``AdvantageInput.values``, so the trainer builds a value model.
+        min_group_size: completions per prompt it needs (2 for estimators that compare a
+            completion with the others of its group).
+    """
+
+    critic: bool = False
+    min_group_size: int = 1
+
+
 AdvantageEstimator = Callable[[AdvantageInput, AdvantageParams], AdvantageOutput]
-ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry("advantage estimator")
+ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry(
+    "advantage estimator", builtins="selfrl.algorithms", traits=EstimatorNeeds)
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,7 +251,7 @@ def _reinforce_output(scores: torch.Tensor, inp: AdvantageInput, params: Advanta
 # the estimators
 
 
-@ADVANTAGE_ESTIMATORS.register("grpo")
+@ADVANTAGE_ESTIMATORS.register("grpo", min_group_size=2)
 @torch.no_grad()
 def grpo(inp: AdvantageInput, params: AdvantageParams) -> AdvantageOutput:
     """``(score - group mean) / (group std + eps)`` on every valid token (unbiased std).
@@ -260,7 +277,7 @@ def dr_grpo(inp: AdvantageInput, params: AdvantageParams) -> AdvantageOutput:
     return _output(inp, _broadcast(scores - mean, inp.response_mask), _broadcast(scores, inp.response_mask))
 
 
-@ADVANTAGE_ESTIMATORS.register("rloo")
+@ADVANTAGE_ESTIMATORS.register("rloo", min_group_size=2)
 @torch.no_grad()
 def rloo(inp: AdvantageInput, params: AdvantageParams) -> AdvantageOutput:
     """``score`` minus the mean score of the other completions of its group (leave-one-out).
@@ -294,7 +311,7 @@ def reinforce_pp_baseline(inp: AdvantageInput, params: AdvantageParams) -> Advan
     return _reinforce_output(scores - mean, inp, params)
 
 
-@ADVANTAGE_ESTIMATORS.register("gae")
+@ADVANTAGE_ESTIMATORS.register("gae", critic=True)
 @torch.no_grad()
 def gae(inp: AdvantageInput, params: AdvantageParams) -> AdvantageOutput:
     """PPO's GAE(γ, λ) with the critic's ``values``; ``returns = advantages + values``.

@@ -30,7 +30,7 @@ from typing import Protocol
 import torch
 
 from selfrl.algorithms.masked import masked_sum
-from selfrl.algorithms.registry import Registry
+from selfrl.registry import Registry
 
 
 class LossAggregation(Protocol):
@@ -39,7 +39,7 @@ class LossAggregation(Protocol):
         ...
 
 
-LOSS_AGGREGATIONS: Registry[LossAggregation] = Registry("loss aggregation")
+LOSS_AGGREGATIONS: Registry[LossAggregation] = Registry("loss aggregation", builtins="selfrl.algorithms")
 
 
 @LOSS_AGGREGATIONS.register("token-mean")

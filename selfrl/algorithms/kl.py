@@ -30,10 +30,10 @@ from collections.abc import Callable
 
 import torch
 
-from selfrl.algorithms.registry import Registry
+from selfrl.registry import Registry
 
 KLEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-KL_ESTIMATORS: Registry[KLEstimator] = Registry("KL estimator")
+KL_ESTIMATORS: Registry[KLEstimator] = Registry("KL estimator", builtins="selfrl.algorithms")
 
 
 def _check(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> None:

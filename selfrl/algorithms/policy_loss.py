@@ -44,7 +44,7 @@ from typing import Protocol
 import torch
 
 from selfrl.algorithms.masked import masked_mean
-from selfrl.algorithms.registry import Registry
+from selfrl.registry import Registry
 
 # exp(20) ~ 5e8: far past any clip range, yet finite in fp16/bf16/fp32, so an off-policy
 # outlier gives a large (clipped or capped) loss rather than inf and nan gradients.
@@ -84,7 +84,7 @@ class PolicyLoss(Protocol):
         ...
 
 
-POLICY_LOSSES: Registry[PolicyLoss] = Registry("policy loss")
+POLICY_LOSSES: Registry[PolicyLoss] = Registry("policy loss", builtins="selfrl.algorithms")
 
 
 def _check_shapes(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,

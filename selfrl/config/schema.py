@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
 
 from selfrl.config.loader import ConfigError, StrictModel, validate_section
+from selfrl.eval.evaluate import EvalSettings
 
 
 class LoraConfig(StrictModel):
@@ -115,7 +117,7 @@ class AlgorithmConfig(StrictModel):
     loss_agg: str = Field("token-mean", description="token-mean, seq-mean-token-mean, seq-mean-token-sum, "
                                                     "seq-mean-token-sum-norm (Dr.GRPO)")
     kl_coef: float = Field(0.0, ge=0, description="KL weight (0: no reference model at all)")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator")
+    kl_estimator: str = Field("k3", description="KL estimator (k1, k2, k3)")
     kl_in_reward: bool = Field(False, description="fold the KL into the reward (REINFORCE++) "
                                                   "instead of adding it to the loss")
     ppo_epochs: int = Field(1, ge=1, description="passes over each rollout batch")
@@ -170,12 +172,22 @@ class TrainConfig(StrictModel):
     max_nonfinite_steps: int = Field(3, ge=1, description="stop after this many NaN/inf losses in a row")
 
 
+def _eval_option(name: str, **changes: Any) -> Any:
+    """The option ``name`` of :class:`~selfrl.eval.evaluate.EvalSettings` (its checks and its help,
+    written there once), with ``changes``."""
+    return FieldInfo.merge_field_infos(EvalSettings.model_fields[name], **changes)
+
+
 class EvalConfig(StrictModel):
+    """Held-out evaluation during training (the same code as ``selfrl eval``; it reports maj@n and
+    pass@n, samples at rollout.batch_size and seeds with train.seed)."""
+
     every: int = Field(0, ge=0, description="evaluate every N steps (0: only before and after)")
     at_start: bool = Field(True, description="evaluate before the first step")
     limit: int = Field(200, ge=0, description="problems evaluated (0: all)")
-    n: int = Field(0, ge=0, description="samples per problem for avg@n/maj@n (0: greedy only)")
-    max_new_tokens: int = Field(128, ge=1, description="tokens per evaluated answer")
+    # Greedy only unless asked: n samples would cost n greedy passes at every evaluation.
+    n: int = _eval_option("n", default=0)
+    max_new_tokens: int = _eval_option("max_new_tokens")
 
 
 class CheckpointConfig(StrictModel):
@@ -212,19 +224,26 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        from selfrl.algorithms import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
+        from selfrl.algorithms import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
+        from selfrl.recipes import RECIPES
 
         _check_recipe_args(self.recipe, self.recipe_args)
-        for value, registry in ((self.algorithm.advantage, ADVANTAGE_ESTIMATORS),
-                                (self.algorithm.policy_loss, POLICY_LOSSES),
-                                (self.algorithm.loss_agg, LOSS_AGGREGATIONS)):
+        a = self.algorithm
+        for value, registry in ((a.advantage, ADVANTAGE_ESTIMATORS), (a.policy_loss, POLICY_LOSSES),
+                                (a.loss_agg, LOSS_AGGREGATIONS), (a.kl_estimator, KL_ESTIMATORS)):
             if value not in registry:
                 raise ValueError(f"unknown {registry.kind} {value!r}; valid names: "
                                  f"{', '.join(registry.names())}")
-        if self.algorithm.advantage == "gae" and self.recipe != "rlvr":
-            raise ValueError(f"algorithm.advantage=gae (PPO with a critic) runs with recipe rlvr, whose "
-                             f"rewards can be any (accuracy, reward_model, ...); recipe {self.recipe!r} "
-                             f"builds its own advantages: use grpo, dr_grpo, rloo or reinforce_pp")
+        needs = ADVANTAGE_ESTIMATORS.traits(a.advantage)
+        if needs.critic and not RECIPES.get(self.recipe).supports_critic:
+            critic_free = [n for n in ADVANTAGE_ESTIMATORS.names()
+                           if not ADVANTAGE_ESTIMATORS.traits(n).critic]
+            raise ValueError(f"algorithm.advantage={a.advantage} trains a critic (PPO), which recipe "
+                             f"{self.recipe!r} does not run with (rlvr does, with any rewards): use one of "
+                             f"{', '.join(critic_free)}")
+        if self.rollout.n < needs.min_group_size:
+            raise ValueError(f"algorithm.advantage={a.advantage} compares the completions of a group: "
+                             f"rollout.n must be >= {needs.min_group_size} (got {self.rollout.n})")
         if self.rollout.verify_sync_every and self.rollout.engine == "hf":
             raise ValueError("rollout.verify_sync_every checks vLLM's copy of the weights: it needs "
                              "rollout.engine=vllm (the hf engine samples from the trainer's own model)")
@@ -232,11 +251,6 @@ class RunConfig(StrictModel):
                 and self.rollout.max_new_tokens_min > self.rollout.max_new_tokens):
             raise ValueError(f"rollout.max_new_tokens_min={self.rollout.max_new_tokens_min} is above "
                              f"rollout.max_new_tokens={self.rollout.max_new_tokens}")
-        group_normalised = self.algorithm.advantage == "rloo" or (
-            self.algorithm.advantage == "grpo" and self.algorithm.norm_by_std)
-        if group_normalised and self.rollout.n < 2:
-            raise ValueError(f"algorithm.advantage={self.algorithm.advantage} normalises within groups: "
-                             f"rollout.n must be >= 2 (got {self.rollout.n})")
         batch = self.train.prompts_per_step * self.rollout.n
         per_opt = batch // self.algorithm.mini_batches
         if batch % self.algorithm.mini_batches or per_opt % self.train.micro_batch_size:
@@ -252,14 +266,14 @@ def _check_recipe_args(name: str, args: dict[str, Any]) -> None:
     ``recipe_args``); a recipe without an ``args_model`` checks its own arguments."""
     import difflib
 
-    from selfrl.trainer.recipe import BUILTIN_MODULES, RECIPES, get_recipe
+    from selfrl.recipes import RECIPES
 
-    names = sorted(set(RECIPES) | set(BUILTIN_MODULES))
+    names = RECIPES.names()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)
         hint = "did you mean " + " or ".join(map(repr, close)) + "? " if close else ""
         line = f"recipe: unknown recipe {name!r}; {hint}valid recipes: {', '.join(names)}"
         raise ConfigError(f"invalid config:\n  {line}", [(["recipe"], line)])
-    args_model = get_recipe(name).args_model
+    args_model = RECIPES.get(name).args_model
     if args_model is not None:
         validate_section(args_model, args, "recipe_args")

@@ -10,7 +10,8 @@ Splits never overlap (a question text belongs to one split only):
   that ``test`` is never tuned on (drawn last: adding it changed no other split).
 
 Named variants (:data:`ARITH_VARIANTS`) are written on demand when a config names a file in a
-folder of that name (``data/arith/``, ``data/arith_1op/``), and by ``selfrl data arith --variant``.
+folder of that name (``data/arith/``, ``data/arith_1op/``: :func:`write_arith_if_missing`), and
+by ``selfrl data arith --variant``.
 
 Views, each in the form its paper uses:
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from selfrl.data.arith import ArithGenerator, ArithProblem, ArithSpec, corrupt_solution
 from selfrl.data.io import write_jsonl
+from selfrl.data.srl import prepare_srl
 from selfrl.prompts import self_instruct_messages, solve_messages
 
 N_FEWSHOT = 8
@@ -151,9 +153,22 @@ def write_arith(output: str | Path, splits: ArithSplits = ArithSplits(), seed: i
     counts = {name: len(rows) for name, rows in files.items()}
     # SRL's instances (steps 1..k-1 -> step k), as `selfrl data srl` writes them.  The final
     # "The answer is" line is not part of a step: the embedded model learned steps without it.
-    from selfrl.srl.steps import prepare_srl
-
     srl = prepare_srl(output / "trajectories.jsonl", output / "srl_train.jsonl", answer_field="answer",
                       keep_final_answer=False)
     counts["srl_train.jsonl"] = srl["instances"]
     return counts
+
+
+def write_arith_if_missing(path: str | Path) -> bool:
+    """The README's one command needs no separate data step: write an arith variant's files when
+    ``path`` is a missing ``.jsonl`` file in a folder named after the variant (``data/arith/``,
+    ``data/arith_1op/``); returns whether it wrote them.
+
+    >>> write_arith_if_missing("nowhere/mine/train.jsonl")  # not a variant's folder: nothing written
+    False
+    """
+    p = Path(path)
+    if p.exists() or p.parent.name not in ARITH_VARIANTS or p.suffix != ".jsonl":
+        return False
+    write_arith(p.parent, ARITH_VARIANTS[p.parent.name])
+    return True

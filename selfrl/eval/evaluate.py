@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
+from pydantic import ConfigDict, Field, model_validator
 
+from selfrl.config.loader import StrictModel
 from selfrl.eval.extract import (
     answer_parses,
     equivalent,
@@ -32,30 +34,42 @@ from selfrl.prompts import PromptFormat
 from selfrl.rollout.base import SamplingParams
 from selfrl.rollout.hf import HFEngine
 
-MODES = ("math", "aime", "mc")
+MODES = ("math", "aime", "mc")  # EvalSettings.mode
 
 
-@dataclass(frozen=True)
-class EvalSettings:
-    """What to measure.  ``n`` samples per problem at ``temperature``; ``ks`` for maj/pass@k."""
+class EvalSettings(StrictModel):
+    """What an evaluation measures.  Each option is written here once: ``selfrl eval`` builds its
+    flags from these fields and a training run's ``eval`` section reuses them."""
 
-    n: int = 16
-    ks: tuple[int, ...] = (1, 4, 16)
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    batch_size: int = 128
-    mode: str = "math"
-    greedy: bool = True
-    seed: int = 0
+    model_config = ConfigDict(frozen=True)
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+    n: int = Field(16, ge=0, description="samples per problem for avg@n, maj@k and pass@k (0: greedy only)")
+    ks: tuple[int, ...] = Field(None, description="k values for maj@k and pass@k, each at most n "
+                                                  "(default: 1, 4 and 16, those up to n)")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature of the n samples")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass of the n samples")
+    max_new_tokens: int = Field(256, ge=1, description="tokens per evaluated answer")
+    batch_size: int = Field(128, ge=1, description="sequences decoded together")
+    mode: Literal["math", "aime", "mc"] = Field(
+        "math", description="answer extraction: math (math-verify), aime (integers 0-999), mc (A-J)")
+    greedy: bool = Field(True, description="measure greedy pass@1 too")
+    seed: int = Field(0, description="seed of the sampled answers")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_ks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("ks") is None:
+            n = data.get("n", cls.model_fields["n"].default)
+            data = {**data, "ks": tuple(k for k in (1, 4, 16) if isinstance(n, int) and k <= n)}
+        return data
+
+    @model_validator(mode="after")
+    def _check_ks(self) -> EvalSettings:
         bad = [k for k in self.ks if k > self.n or k < 1]
         if bad:
-            raise ValueError(f"--k {bad} larger than --n {self.n} (or < 1): "
-                             f"maj@k and pass@k need k <= n samples")
+            raise ValueError(f"k values {list(bad)} larger than n={self.n} (or < 1): maj@k and pass@k need "
+                             f"k <= n samples")
+        return self
 
 
 def _mode_fns(mode: str) -> tuple[Callable[[str], str | None], Callable[[str | None, str], bool]]:
@@ -87,7 +101,7 @@ def prompt_ids(tokenizer, row: dict, question_field: str, fmt: PromptFormat | No
     return (fmt or PromptFormat()).ids(tokenizer, row, question_field)
 
 
-def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings = EvalSettings(),
+def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings | None = None,
              question_field: str = "question", answer_field: str = "answer",
              category_field: str | None = None, progress: bool = False,
              prompt_format: PromptFormat | None = None) -> tuple[dict, list[dict]]:
@@ -95,6 +109,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings = Ev
 
     >>> # metrics keys: greedy_pass@1, avg@N, maj@K, pass@K, unparsable_answer_frac, n_unparsable_gold, ...
     """
+    settings = settings or EvalSettings()
     extract, equal = _mode_fns(settings.mode)
     engine = HFEngine(model, tokenizer, batch_size=settings.batch_size, progress=progress)
     prompts = [prompt_ids(tokenizer, r, question_field, prompt_format) for r in rows]

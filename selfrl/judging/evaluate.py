@@ -93,12 +93,14 @@ def judge_pairs(model, tokenizer, pairs: Sequence[dict], fmt: str = "serl", max_
         >>> import tempfile
         >>> from selfrl.models import load_causal_lm, load_tokenizer
         >>> from selfrl.testing import tiny_random_model
-        >>> path = tiny_random_model(tempfile.mkdtemp(), hidden_size=16, num_layers=1)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = tiny_random_model(tmp.name, hidden_size=16, num_layers=1)
         >>> model, tok = load_causal_lm(str(path)), load_tokenizer(str(path))
         >>> pair = {"question": "1+1?", "response_1": "2", "response_2": "3", "winner": 1}
         >>> metrics, rows = judge_pairs(model, tok, [pair], max_new_tokens=4)
         >>> metrics["n_pairs"], len(rows[0]["outputs"])
         (1, 2)
+        >>> tmp.cleanup()
     """
     import torch
 

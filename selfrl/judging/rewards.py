@@ -67,7 +67,7 @@ def pair_schedule(n: int, k: int, rng: random.Random | None, mode: str) -> list[
     """The ordered pairs ``(i, j)`` to judge for a group of ``n`` responses (``i`` shown first).
 
     ``mode`` names a schedule in :data:`PAIR_SCHEDULES`; an unknown one raises
-    :class:`~selfrl.algorithms.registry.UnknownNameError` listing the valid modes.
+    :class:`~selfrl.registry.UnknownNameError` listing the valid modes.
     """
     if n < 0:
         raise ValueError(f"group size must be >= 0, got {n}")

@@ -4,8 +4,9 @@
 (SERL: both orders, K/2 each; SR-R1: a seeded coin flip per pair), samples the judgments
 through a rollout engine (the policy's own by default), parses them, and turns each group's
 judgments into rewards with a registered aggregator (``copeland``, ``elo``,
-``bradley_terry``).  It keeps the judge samples of its last call in ``last_samples`` so that
-a recipe can train the judge too (SERL).
+``bradley_terry``).  Each group's judge samples come back with the scores, as
+``group_data["judge"]`` (a :class:`JudgedGroup` per group): they travel with their group on the
+rollout batch, so that a recipe can train the judge on exactly the groups it trains (SERL).
 
 When rows carry a gold ``answer`` (the arith task), the judge's accuracy is measured on the
 pairs where exactly one response is right; it never enters the reward.
@@ -32,11 +33,20 @@ FORMATS = {
 
 @dataclass
 class JudgeSample:
-    """One judgment: group ``group``, responses ``i`` then ``j`` shown, the judge's completion."""
+    """One judgment of a group's pair: responses ``judgment.i`` then ``judgment.j`` shown (indices
+    within the group), and the judge's completion."""
 
-    group: int
     judgment: Judgment
     completion: Completion
+
+
+@dataclass
+class JudgedGroup:
+    """What the judge did for one group: its samples, and the scores its aggregator gave the
+    group's responses from them (before any other reward is added)."""
+
+    samples: list[JudgeSample]
+    scores: list[float]
 
 
 class SelfJudgeReward:
@@ -72,8 +82,6 @@ class SelfJudgeReward:
         self.generator = generator
         if name:
             self.name = name
-        self.last_samples: list[JudgeSample] = []
-        self.last_rewards: list[float] = []
 
     def __call__(self, batch: RewardBatch) -> RewardResult:
         build, parse = FORMATS[self.fmt]
@@ -91,24 +99,23 @@ class SelfJudgeReward:
         outs = self.engine.generate(prompts, SamplingParams(
             n=1, temperature=self.sampling.temperature, top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens), self.generator)
-        samples = []
-        for (g, i, j), group in zip(plan, outs):
-            choice = parse(group[0].text)
-            samples.append(JudgeSample(g, to_judgment(i, j, choice), group[0]))
-        scores: list[float] = []
-        for g in range(len(batch) // batch.group_size):
-            lengths = [word_count(r) for r in responses[g * batch.group_size:(g + 1) * batch.group_size]]
-            judgments = [s.judgment for s in samples if s.group == g]
-            scores += self.aggregate(batch.group_size, judgments, lengths, self.params)
-        self.last_samples, self.last_rewards = samples, scores
-        return RewardResult(scores, self._metrics(batch, samples))
+        groups: list[JudgedGroup] = [JudgedGroup([], []) for _ in batch.groups()]
+        for (g, i, j), out in zip(plan, outs):
+            groups[g].samples.append(JudgeSample(to_judgment(i, j, parse(out[0].text)), out[0]))
+        for g, group in zip(batch.groups(), groups):
+            lengths = [word_count(responses[k]) for k in g]
+            group.scores = self.aggregate(batch.group_size, [s.judgment for s in group.samples], lengths,
+                                          self.params)
+        scores = [x for group in groups for x in group.scores]
+        return RewardResult(scores, self._metrics(batch, groups), {"judge": groups})
 
-    def _metrics(self, batch: RewardBatch, samples: list[JudgeSample]) -> dict[str, float]:
-        failures = sum(s.judgment.winner is None for s in samples)
+    def _metrics(self, batch: RewardBatch, groups: list[JudgedGroup]) -> dict[str, float]:
+        samples = [(base, s) for base, group in zip(range(0, len(batch), batch.group_size), groups)
+                   for s in group.samples]  # (the group's first row, a sample)
+        failures = sum(s.judgment.winner is None for _, s in samples)
         metrics = {"judge_parse_failure_frac": failures / max(1, len(samples))}
         right, seen = 0, 0
-        for s in samples:
-            base = s.group * batch.group_size
+        for base, s in samples:
             gold = batch.rows[base].get("answer")
             if gold is None or s.judgment.winner is None:
                 continue

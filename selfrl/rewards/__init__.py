@@ -14,7 +14,13 @@ name               class               scores
 ``python``         PythonFileReward    the user's function from a file (runs user code)
 ``http``           HttpReward          scores from a JSON endpoint, with retries
 ``weighted_sum``   WeightedSum         Σ weight · score of other rewards
+``majority_vote``  MajorityVoteReward  1.0 when the answer agrees with the group's majority
+``reward_model``   RewardModelReward   a trained pairwise reward model's score
+``srl_step``       SrlStepReward       SRL: similarity of the next step to the expert's
 =================  ==================  ====================================================
+
+A new reward is one module of this package with ``@register_reward("name")`` (see the
+README's "Contributing" section); :data:`REWARDS` finds it the first time it is read.
 
 Importing this package does not import math-verify; grading loads it on first use.
 """
@@ -33,12 +39,14 @@ from selfrl.rewards.formatting import THINK_ANSWER, THINK_ANSWER_TAGS, FormatRew
 from selfrl.rewards.length import LengthPenalty
 from selfrl.rewards.majority import MajorityVoteReward
 from selfrl.rewards.python_file import PythonFileReward, load_function
-from selfrl.rewards.registry import available_rewards, build_reward, register_reward
+from selfrl.rewards.registry import REWARDS, available_rewards, build_reward, register_reward
 from selfrl.rewards.remote import HttpReward
 from selfrl.rewards.reward_model import RewardModelReward
+from selfrl.rewards.srl_step import SrlStepReward
 from selfrl.rewards.weighted import WeightedSum, weighted_sum
 
 __all__ = [
+    "REWARDS",
     "THINK_ANSWER",
     "THINK_ANSWER_TAGS",
     "AccuracyReward",
@@ -52,6 +60,7 @@ __all__ = [
     "RewardError",
     "RewardModelReward",
     "RewardResult",
+    "SrlStepReward",
     "TagCountReward",
     "WeightedSum",
     "available_rewards",
@@ -63,4 +72,3 @@ __all__ = [
     "reward_name",
     "weighted_sum",
 ]
-import selfrl.srl.reward  # noqa: E402,F401  (registers srl_step)

@@ -14,7 +14,7 @@ Callers go through :func:`compute_reward`, which turns a bare list into a
 >>> def is_two(batch):
 ...     return [float(c == "2") for c in batch.completions]
 >>> compute_reward(is_two, batch)
-RewardResult(scores=[1.0, 0.0], metrics={})
+RewardResult(scores=[1.0, 0.0], metrics={}, group_data={})
 >>> compute_reward(lambda b: [1.0], batch)
 Traceback (most recent call last):
 ...
@@ -74,10 +74,17 @@ class RewardBatch:
 
 @dataclass
 class RewardResult:
-    """One score per completion plus scalar metrics to log (e.g. ``{"accuracy": 0.5}``)."""
+    """One score per completion plus scalar metrics to log (e.g. ``{"accuracy": 0.5}``).
+
+    ``group_data`` is what a group-aware reward found out about each group and a recipe may
+    need later (SeRL's ``pseudo_label``, SERL's ``judge`` samples): name -> one value per
+    group.  The trainer puts it on the rollout batch, where it follows its group through the
+    filters; a reward never keeps it on itself for someone to read later.
+    """
 
     scores: list[float]
     metrics: dict[str, float] = field(default_factory=dict)
+    group_data: dict[str, list] = field(default_factory=dict)
 
 
 Reward = Callable[[RewardBatch], RewardResult | Sequence[float]]
@@ -130,6 +137,19 @@ def check_metrics(name: str, metrics: Any) -> dict[str, float]:
     return out
 
 
+def check_group_data(name: str, group_data: Any, n_groups: int) -> dict[str, list]:
+    """``group_data`` as a ``str -> list`` dict of one value per group, or a :class:`RewardError`."""
+    if not isinstance(group_data, Mapping):
+        raise RewardError(f"reward {name!r} returned group_data of type {type(group_data).__name__}, "
+                          f"not a dict")
+    for key, values in group_data.items():
+        if not isinstance(values, list) or len(values) != n_groups:
+            got = f"{len(values)} values" if isinstance(values, list) else type(values).__name__
+            raise RewardError(f"reward {name!r}: group_data[{key!r}] must be a list of one value per "
+                              f"group ({n_groups}), got {got}")
+    return dict(group_data)
+
+
 def compute_reward(reward: Reward, batch: RewardBatch) -> RewardResult:
     """Call ``reward`` on ``batch`` and check its answer; every failure names the reward."""
     name = reward_name(reward)
@@ -140,7 +160,8 @@ def compute_reward(reward: Reward, batch: RewardBatch) -> RewardResult:
     except Exception as e:  # say which reward failed; the cause stays chained
         raise RewardError(f"reward {name!r} raised {type(e).__name__}: {e}") from e
     if isinstance(out, RewardResult):
-        return RewardResult(check_scores(name, out.scores, len(batch)), check_metrics(name, out.metrics))
+        return RewardResult(check_scores(name, out.scores, len(batch)), check_metrics(name, out.metrics),
+                            check_group_data(name, out.group_data, len(batch.groups())))
     return RewardResult(check_scores(name, out, len(batch)))
 
 

@@ -7,14 +7,19 @@ to it, else 0.0.  No label is read.  Only a readable answer votes
 (:func:`selfrl.eval.extract.answer_parses`): a truncated ``\\boxed{`` or a lone ``\\`` agrees
 with nothing, not even an identical string, and always scores 0.0.
 
+Each group's pseudo-label (the majority answer, ``None`` when nobody voted) is returned as
+``group_data["pseudo_label"]``: it travels with the group on the rollout batch (SeRL records
+it).
+
 Departure from the authors' code: when no answer in a group parses, their counts all tie and
 the first response gets 1.0; here every response gets 0.0 and the group is counted in
 ``unparseable_groups``.  ``unparseable_answer_frac`` is the share of responses that could not vote.
 
 >>> batch = RewardBatch(prompts=["q"] * 4, completions=["\\\\boxed{3}", "\\\\boxed{4}", "\\\\boxed{3.0}",
 ...                     "none"], rows=[{}] * 4, group_size=4)
->>> MajorityVoteReward()(batch).scores
-[1.0, 0.0, 1.0, 0.0]
+>>> result = MajorityVoteReward()(batch)
+>>> result.scores, result.group_data
+([1.0, 0.0, 1.0, 0.0], {'pseudo_label': ['3']})
 """
 
 from __future__ import annotations
@@ -68,7 +73,6 @@ class MajorityVoteReward:
         self.answer_field = answer_field
         if name:
             self.name = name
-        self.last_labels: list[str | None] = []
 
     def __call__(self, batch: RewardBatch) -> RewardResult:
         scores: list[float] = []
@@ -87,10 +91,9 @@ class MajorityVoteReward:
             if gold is not None and label is not None:
                 label_known += 1
                 label_right += grade(answers[label], str(gold)).correct
-        self.last_labels = labels
         metrics = {"majority_frac": sum(scores) / len(scores),
                    "unparseable_groups": float(unparseable),
                    "unparseable_answer_frac": non_voters / len(scores)}
         if label_known:
             metrics["pseudo_label_accuracy"] = label_right / label_known
-        return RewardResult(scores, metrics)
+        return RewardResult(scores, metrics, {"pseudo_label": labels})

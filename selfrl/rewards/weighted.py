@@ -2,7 +2,9 @@
 
 For every component named ``n`` the metrics hold ``reward/n`` (the mean of its scores)
 and its own metrics as ``n/<metric>``.  Components must have distinct names (pass
-``name=`` to tell two of the same kind apart) so their metrics cannot collide.
+``name=`` to tell two of the same kind apart) so their metrics cannot collide.  Their group
+data (:attr:`RewardResult.group_data`) is passed on under its own names, which must not
+collide either.
 
 >>> from selfrl.rewards import AccuracyReward, FormatReward
 >>> batch = RewardBatch(["2+2?"] * 2, ["\\\\boxed{4}", "4"], [{"answer": "4"}] * 2, 2)
@@ -64,13 +66,19 @@ class WeightedSum:
     def __call__(self, batch: RewardBatch) -> RewardResult:
         total = [0.0] * len(batch)
         metrics: dict[str, float] = {}
+        group_data: dict[str, list] = {}
         for reward, weight in self.components:
             part = compute_reward(reward, batch)
             total = [t + weight * s for t, s in zip(total, part.scores, strict=True)]
             n = reward_name(reward)
             metrics[f"reward/{n}"] = mean(part.scores)
             metrics.update({f"{n}/{k}": v for k, v in part.metrics.items()})
-        return RewardResult(total, metrics)
+            clash = sorted(group_data.keys() & part.group_data.keys())
+            if clash:
+                raise RewardError(f"WeightedSum: reward {n!r} returns group data {clash} that another "
+                                  f"component returns too")
+            group_data.update(part.group_data)
+        return RewardResult(total, metrics, group_data)
 
 
 def _component(spec: Any) -> tuple[Reward, float]:

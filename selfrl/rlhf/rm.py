@@ -26,9 +26,11 @@ from pydantic import Field, model_validator
 
 from selfrl.config.loader import StrictModel
 from selfrl.data.io import read_rows, staged_dir
+from selfrl.rewards.reward_model import TEMPLATE, encode, load_reward_model, score_texts
 from selfrl.trl_support import HFRunConfig, HFTrainConfig, hf_trainer_args, peft_config
 
-TEMPLATE = "Question: {question}\n\nAnswer: {response}"
+__all__ = ["TEMPLATE", "RmConfig", "encode", "load_reward_model", "pair_accuracy",
+           "pairwise_loss_and_accuracy", "preference_pairs", "run_rm", "score_texts"]
 
 
 class RmDataConfig(StrictModel):
@@ -93,48 +95,6 @@ def preference_pairs(rows: list[dict], data: RmDataConfig, tokenizer,
         pairs.append({"chosen_ids": ids_j, "rejected_ids": ids_k})
     counts["kept"] = len(pairs)
     return pairs, counts
-
-
-def encode(tokenizer, text: str) -> list[int]:
-    """Token ids of a scored text: the text, then EOS (the classifier reads the last token)."""
-    return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-
-
-def load_reward_model(path: str, device: str = "cpu"):
-    """A one-output sequence classifier and its tokenizer; a clear error for any other head."""
-    from transformers import AutoModelForSequenceClassification
-
-    from selfrl.models import ModelNotFoundError, load_tokenizer, resolve_model_path
-
-    resolved = resolve_model_path(path)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(resolved, dtype=torch.float32)
-    except OSError as e:
-        raise ModelNotFoundError(f"could not load a reward model from {resolved!r}: {e}") from None
-    if model.config.num_labels != 1:
-        raise ValueError(f"{resolved}: a reward model needs one output (num_labels=1); "
-                         f"this one has {model.config.num_labels}")
-    tokenizer = load_tokenizer(resolved)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model.to(device).eval(), tokenizer
-
-
-@torch.no_grad()
-def score_texts(model, tokenizer, texts: list[str], batch_size: int = 32) -> list[float]:
-    """Reward-model scores of full texts (batched, right-padded; the head reads the last token)."""
-    device = next(model.parameters()).device
-    scores: list[float] = []
-    for start in range(0, len(texts), batch_size):
-        ids = [encode(tokenizer, t) for t in texts[start:start + batch_size]]
-        width = max(map(len, ids))
-        input_ids = torch.full((len(ids), width), tokenizer.pad_token_id)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for i, row in enumerate(ids):
-            input_ids[i, :len(row)] = torch.tensor(row)
-            mask[i, :len(row)] = 1
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-        scores.extend(logits[:, 0].float().tolist())
-    return scores
 
 
 def pair_accuracy(model, tokenizer, rows: list[dict], data: RmDataConfig) -> dict:

@@ -7,7 +7,10 @@ Rollout code never computes rewards; it only samples.  Engines (Hugging Face, an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,23 @@ class Completion:
 
 
 class RolloutEngine(Protocol):
-    """Anything that turns prompt token ids into groups of completions."""
+    """Anything that turns prompt token ids into groups of completions: the HF engine
+    (:mod:`selfrl.rollout.hf`) and vLLM's (:mod:`selfrl.rollout.vllm`)."""
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        """Return ``len(prompts)`` groups of ``params.n`` completions each."""
+    def generate(self, prompts: list[list[int]], params: SamplingParams,
+                 generator: torch.Generator | None = None) -> list[list[Completion]]:
+        """Return ``len(prompts)`` groups of ``params.n`` completions each, drawn from ``generator``
+        (the trainer's, so that a resumed run samples what the uninterrupted one would)."""
         ...
 
     def sync_weights(self, model) -> None:
         """Load the trainer's current weights (a no-op for an engine that samples from them)."""
+        ...
+
+    def verify_sync(self, model, probe_ids: list[int]) -> float:
+        """The largest per-token gap between the engine's and ``model``'s logprobs of ``probe_ids``
+        (0 for an engine that samples from ``model`` itself); the trainer checks it every
+        ``rollout.verify_sync_every``-th sync."""
         ...
 
 

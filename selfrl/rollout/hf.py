@@ -62,6 +62,10 @@ class HFEngine:
     def sync_weights(self, model) -> None:
         """Nothing to copy: this engine samples from the trainer's model itself."""
 
+    def verify_sync(self, model, probe_ids: list[int]) -> float:
+        """0: this engine samples from the trainer's model itself."""
+        return 0.0
+
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams,
                         generator: torch.Generator | None) -> list[Completion]:
         device = next(self.model.parameters()).device

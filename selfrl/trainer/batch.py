@@ -13,6 +13,7 @@ float rounding) at ``1/n`` of the prompt's cost.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -23,17 +24,25 @@ from selfrl.trainer.lm_head import OutputHead, linear_logprobs
 
 @dataclass
 class RolloutBatch:
-    """One step's sequences, flattened group-major (``group_size`` completions per prompt)."""
+    """One step's sequences, flattened group-major (``group_size`` completions per prompt).
+
+    The batch is the only carrier of a step's data: what the reward found out about a group
+    (SeRL's pseudo-label, SERL's judge samples) rides in ``group_data`` and follows its group
+    through :meth:`select_groups` and :meth:`concat`; recipes return changed copies
+    (:meth:`replace`) rather than editing a batch in place.
+    """
 
     rows: list[dict]               # dataset row of each sequence's prompt
     prompt_ids: list[list[int]]
     completion_ids: list[list[int]]
     rollout_logprobs: list[list[float]]
-    texts: list[str]
-    prompts_text: list[str]
+    completions: list[str]         # the completions' text (RewardBatch.completions)
+    prompts: list[str]             # the question each completion answers (RewardBatch.prompts)
     finish_reasons: list[str]
     group_size: int
     scores: torch.Tensor | None = None          # (B,)
+    group_data: dict[str, list] = field(default_factory=dict)  # name -> one value per group, from
+    #   the reward (RewardResult.group_data)
     advantages: torch.Tensor | None = None      # (B, C)
     old_logprobs: torch.Tensor | None = None    # (B, C)
     ref_logprobs: torch.Tensor | None = None    # (B, C)
@@ -52,24 +61,37 @@ class RolloutBatch:
     def num_groups(self) -> int:
         return len(self) // self.group_size
 
+    def replace(self, **changes) -> RolloutBatch:
+        """A copy with ``changes`` (and its own metrics dict); the lists are shared, not copied."""
+        return dataclasses.replace(self, **{"metrics": dict(self.metrics), **changes})
+
     def select_groups(self, groups: list[int]) -> RolloutBatch:
-        """A new batch holding only the listed groups (in that order)."""
+        """A new batch holding only the listed groups (in that order), with their scores and
+        group data."""
         idx = [g * self.group_size + j for g in groups for j in range(self.group_size)]
         pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
         out = RolloutBatch(pick(self.rows), pick(self.prompt_ids), pick(self.completion_ids),
-                           pick(self.rollout_logprobs), pick(self.texts), pick(self.prompts_text),
-                           pick(self.finish_reasons), self.group_size)
+                           pick(self.rollout_logprobs), pick(self.completions), pick(self.prompts),
+                           pick(self.finish_reasons), self.group_size,
+                           group_data={k: [v[g] for g in groups] for k, v in self.group_data.items()})
         if self.scores is not None:
             out.scores = self.scores[torch.tensor(idx, dtype=torch.long)]
         return out
 
     @staticmethod
     def concat(batches: list[RolloutBatch]) -> RolloutBatch:
+        """The batches one after the other, with their scores and group data (which must name the
+        same things in every batch)."""
         first = batches[0]
+        if any(b.group_data.keys() != first.group_data.keys() for b in batches):
+            raise ValueError(f"cannot concatenate batches with different group data: "
+                             f"{sorted({k for b in batches for k in b.group_data})}")
         cat = lambda name: [x for b in batches for x in getattr(b, name)]  # noqa: E731
         out = RolloutBatch(cat("rows"), cat("prompt_ids"), cat("completion_ids"),
-                           cat("rollout_logprobs"), cat("texts"), cat("prompts_text"),
-                           cat("finish_reasons"), first.group_size)
+                           cat("rollout_logprobs"), cat("completions"), cat("prompts"),
+                           cat("finish_reasons"), first.group_size,
+                           group_data={k: [x for b in batches for x in b.group_data[k]]
+                                       for k in first.group_data})
         if all(b.scores is not None for b in batches):
             out.scores = torch.cat([b.scores for b in batches])  # (B,)
         return out
@@ -77,8 +99,9 @@ class RolloutBatch:
 
 def merge_prepared(batches: list[RolloutBatch]) -> RolloutBatch:
     """Concatenate batches whose advantages (and old/ref logprobs) are already computed,
-    padding the per-token tensors to the widest completion."""
-    out = RolloutBatch.concat(batches)
+    padding the per-token tensors to the widest completion.  The result is for the update
+    only: its groups (and their group data) are not kept."""
+    out = RolloutBatch.concat([b.replace(group_data={}) for b in batches])
     width = max(b.advantages.shape[1] for b in batches)
 
     def cat(name: str) -> torch.Tensor | None:

@@ -130,3 +130,23 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, state: dic
 
 def load_trainer_state(path: str | Path) -> dict:
     return torch.load(Path(path) / "trainer_state.pt", map_location="cpu", weights_only=False)
+
+
+def load_weights(model, folder: Path, lora: bool) -> None:
+    """Copy a checkpoint's weights into ``model`` in place (keeps the optimizer's parameters)."""
+    from safetensors.torch import load_file
+
+    if lora:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+        return
+    files = sorted(folder.glob("*.safetensors"))
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint {folder} does not match the model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")

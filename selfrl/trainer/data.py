@@ -1,4 +1,5 @@
-"""The prompt stream: seeded epoch shuffles and a cursor that a checkpoint can restore.
+"""The training prompts and held-out rows of a run, and the prompt stream: seeded epoch shuffles
+and a cursor that a checkpoint can restore.
 
 >>> src = PromptSource([{"q": i} for i in range(3)], shuffle=False, seed=0)
 >>> [r["q"] for r in src.take(4)]
@@ -8,6 +9,37 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
+
+from selfrl.data.arith_files import write_arith_if_missing
+from selfrl.data.io import read_rows
+from selfrl.prompts import PromptFormat
+
+if TYPE_CHECKING:
+    from selfrl.config.schema import DataConfig
+
+
+def training_rows(data: DataConfig, fmt: PromptFormat) -> list[dict]:
+    """``data.train``'s rows, each with what its prompt needs (and its answer when
+    ``data.require_answer``); an arith variant's files are written first when missing."""
+    if data.arith_if_missing:
+        write_arith_if_missing(data.train)
+    required = [data.answer_field] if data.require_answer else []
+    rows = read_rows(data.train, required=required + fmt.fields(), split=data.train_split, subset=data.subset)
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row.get("prompt"), list) and data.question_field not in row:
+            raise ValueError(f"{data.train}:{i}: missing field {data.question_field!r} "
+                             f"(and no chat 'prompt' field)")
+    return rows
+
+
+def eval_rows(data: DataConfig, fmt: PromptFormat, limit: int) -> list[dict]:
+    """The first ``limit`` (0: all) of ``data.eval``'s rows, each with its answer."""
+    if data.arith_if_missing:
+        write_arith_if_missing(data.eval)
+    rows = read_rows(data.eval, required=[data.answer_field, *fmt.fields()], split=data.eval_split,
+                     subset=data.subset)
+    return rows[:limit] if limit else rows
 
 
 class PromptSource:

@@ -6,10 +6,8 @@ How the RL step is split (``W`` processes, ``P = train.prompts_per_step`` global
 * **Rollout.** Every process reads the same prompt stream, takes the ``P`` next prompts and
   keeps its own contiguous share of ``P / W``, so whole groups stay on one process and the
   data cursor (saved by rank 0) is the same everywhere.
-* **Advantages.** The estimator runs on the *global* batch: scores, masks, KL and values are
-  all-gathered (a few floats per token), so batch-whitened estimators (``reinforce_pp``,
-  ``gae``) see the same statistics as one process with the whole batch; each process then
-  keeps its own rows.  Group-wise estimators give the same numbers either way.
+* **Advantages.** The estimator runs on the *global* batch (:mod:`selfrl.trainer.advantage`),
+  so batch-whitened estimators see the same statistics as one process with the whole batch.
 * **Update.** Every loss aggregation is a sum over sequences divided by a batch constant
   (:mod:`selfrl.algorithms.aggregation`).  Each process passes the *global* constants
   (token and sequence counts summed over processes), so the per-process losses add up to
@@ -30,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -209,29 +207,3 @@ def init_distributed(device: torch.device) -> tuple[DistContext, torch.device]:
         torch.cuda.set_device(device)
     comm = device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
     return DistContext(state.process_index, state.num_processes, state.local_process_index, comm), device
-
-
-def global_advantages(estimator: Callable, inp, params, dist: DistContext):
-    """Run an advantage estimator on the batch gathered from every process, so that
-    batch-wide statistics (whitening) are global; returns this process's rows.
-
-    ``inp`` is an :class:`~selfrl.algorithms.AdvantageInput` whose ``group_index`` counts from 0
-    in each process (offset here so that groups from different processes stay apart)."""
-    if not dist.enabled:
-        return estimator(inp, params)
-    from selfrl.algorithms import AdvantageInput
-
-    B, T = inp.response_mask.shape
-    mask, first = dist.gather_rows(inp.response_mask.float())
-    offsets = dist.gather_objects(int(inp.group_index.max()) + 1 if B else 0)
-    groups, _ = dist.gather_rows(inp.group_index + sum(offsets[:dist.rank]))
-    scores, _ = dist.gather_rows(inp.scores)
-    kl = None if inp.kl is None else dist.gather_rows(inp.kl)[0]
-    values = None if inp.values is None else dist.gather_rows(inp.values)[0]
-    out = estimator(AdvantageInput(scores=scores, response_mask=mask, group_index=groups, kl=kl,
-                                   values=values), params)
-    rows = slice(first, first + B)
-    out.advantages = out.advantages[rows, :T]
-    if out.returns is not None:
-        out.returns = out.returns[rows, :T]
-    return out

@@ -2,11 +2,15 @@
 
 ``fit`` runs, every step: sample prompts → rollout n per prompt → score → filter (dynamic
 sampling and the recipe's own filters; refill until the batch is full or ``filter.max_attempts``
-run out, then train the shorter batch, or skip the update when nothing was kept) → advantages →
-PPO epochs over micro-batches with gradient accumulation → log → evaluate → checkpoint.
-With several processes, one whose filters kept no group takes part in every collective with an
-empty batch.
-The algorithm maths lives in :mod:`selfrl.algorithms`; the trainer only calls it by name.
+run out, then train the shorter batch, or skip the update when nothing was kept) → the recipe's
+training batches → advantages → PPO epochs over micro-batches with gradient accumulation → log
+→ evaluate → checkpoint.  With several processes, one whose filters kept no group takes part in
+every collective with an empty batch.
+
+The algorithm maths lives in :mod:`selfrl.algorithms` and the trainer calls it by name, reading
+what an estimator declares rather than its name.  The recipe is handed in (the trainer imports
+none) and sees only a :class:`~selfrl.trainer.recipe.RecipeContext`.  Each step's data travels
+on the :class:`~selfrl.trainer.batch.RolloutBatch`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import copy
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,7 +28,6 @@ from selfrl.algorithms import (
     ADVANTAGE_ESTIMATORS,
     KL_ESTIMATORS,
     POLICY_LOSSES,
-    AdvantageInput,
     AdvantageParams,
     PolicyLossParams,
     aggregate_loss,
@@ -32,11 +36,11 @@ from selfrl.algorithms import (
 )
 from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
 from selfrl.config import config_to_dict, dump_config
-from selfrl.config.schema import RunConfig
-from selfrl.data.io import read_rows, write_jsonl
+from selfrl.data.io import write_jsonl
 from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
 from selfrl.models import (
     check_saveable,
+    disable_dropout,
     load_causal_lm,
     load_tokenizer,
     pick_dtype,
@@ -47,6 +51,7 @@ from selfrl.prompts import PromptFormat
 from selfrl.rewards import RewardBatch, compute_reward
 from selfrl.rollout.base import SamplingParams, distinct_prompts
 from selfrl.trainer import checkpoint as ckpt
+from selfrl.trainer.advantage import compute_advantages
 from selfrl.trainer.batch import (
     RolloutBatch,
     Sequences,
@@ -57,13 +62,16 @@ from selfrl.trainer.batch import (
     pad_sequences,
     pad_shared_prompts,
 )
-from selfrl.trainer.data import PromptSource
-from selfrl.trainer.distributed import global_advantages, group_seed, init_distributed, shard_size
+from selfrl.trainer.data import PromptSource, eval_rows, training_rows
+from selfrl.trainer.distributed import group_seed, init_distributed, shard_size
 from selfrl.trainer.lm_head import OutputHead
 from selfrl.trainer.logger import MetricsLogger, NullLogger
 from selfrl.trainer.progress import StepProgress
-from selfrl.trainer.recipe import get_recipe
-from selfrl.trainer.schedule import make_scheduler
+from selfrl.trainer.recipe import Recipe, RecipeContext
+from selfrl.trainer.schedule import make_adamw, make_scheduler
+
+if TYPE_CHECKING:  # annotations only: the command line validates the config and hands it in
+    from selfrl.config.schema import RunConfig
 
 
 class TrainingStopped(RuntimeError):
@@ -71,12 +79,12 @@ class TrainingStopped(RuntimeError):
 
 
 class Trainer:
-    """Train ``cfg.model`` with ``cfg.recipe``.  ``resume``: a checkpoint path or ``auto``."""
+    """Train ``cfg.model`` with the recipe class ``recipe`` (the one ``cfg.recipe`` names, resolved
+    by :func:`selfrl.recipes.build_trainer`).  ``resume``: a checkpoint path or ``auto``."""
 
-    def __init__(self, cfg: RunConfig, resume: str | None = None) -> None:
+    def __init__(self, cfg: RunConfig, recipe: type[Recipe], resume: str | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(cfg.logging.run_dir)
-        self.step = 0
         self.nonfinite_streak = 0
         self.syncs = 0
         self._stop_signal: int | None = None
@@ -89,7 +97,10 @@ class Trainer:
         self._setup_critic()
         self._setup_data()
         self.engine = self._make_engine()
-        self.recipe = get_recipe(cfg.recipe)(self)
+        self.ctx = RecipeContext(config=cfg, tokenizer=self.tokenizer, engine=self.engine,
+                                 prompts=self.prompts, dist=self.dist, generator=self.generator,
+                                 autocast=self._autocast, run_dir=self.run_dir, device=self.device)
+        self.recipe = recipe(self.ctx)
         self.reward = self.recipe.build_reward()
         self._setup_optimizer()
         for module in (self.model, self.critic):
@@ -103,6 +114,15 @@ class Trainer:
         if self.resumed_from is not None:
             self._load(self.resumed_from)
             self.engine.sync_weights(self.model)
+
+    @property
+    def step(self) -> int:
+        """The step being run (the last one run between steps); recipes read it from their context."""
+        return self.ctx.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.ctx.step = value
 
     # --- setup ------------------------------------------------------------------------
 
@@ -135,7 +155,7 @@ class Trainer:
         """PPO's value model and the adaptive KL controller, when the config asks for them."""
         a = self.cfg.algorithm
         self.critic = self.critic_optimizer = None
-        if a.advantage == "gae":
+        if ADVANTAGE_ESTIMATORS.traits(a.advantage).critic:
             from selfrl.trainer.critic import ValueModel
 
             init = self.cfg.model.path if self.cfg.critic.init == "policy" else self.cfg.critic.init
@@ -153,22 +173,9 @@ class Trainer:
     def _setup_data(self) -> None:
         data = self.cfg.data
         self.prompt_format = PromptFormat(data.prompt_template, data.system_prompt, data.chat_template)
-        _maybe_write_arith(data.train, data.arith_if_missing)
-        required = [data.answer_field] if data.require_answer else []
-        rows = read_rows(data.train, required=required + self.prompt_format.fields(), split=data.train_split,
-                         subset=data.subset)
-        for i, row in enumerate(rows, start=1):
-            if not isinstance(row.get("prompt"), list) and data.question_field not in row:
-                raise ValueError(f"{data.train}:{i}: missing field {data.question_field!r} "
-                                 f"(and no chat 'prompt' field)")
-        self.prompts = PromptSource(rows, shuffle=data.shuffle, seed=self.cfg.train.seed)
-        self.eval_rows = None
-        if data.eval:
-            _maybe_write_arith(data.eval, data.arith_if_missing)
-            self.eval_rows = read_rows(data.eval, required=[data.answer_field, *self.prompt_format.fields()],
-                                       split=data.eval_split, subset=data.subset)
-            if self.cfg.eval.limit:
-                self.eval_rows = self.eval_rows[:self.cfg.eval.limit]
+        self.prompts = PromptSource(training_rows(data, self.prompt_format), shuffle=data.shuffle,
+                                    seed=self.cfg.train.seed)
+        self.eval_rows = eval_rows(data, self.prompt_format, self.cfg.eval.limit) if data.eval else None
 
     def _make_engine(self):
         """``rollout.engine``: hf samples from the trainer's model; vllm from its own copy, which
@@ -244,12 +251,9 @@ class Trainer:
         batch = self.collect()
         if not self.dist.any_true(len(batch) > 0):  # every group filtered out, in every process
             return self._skip_update(batch, time.perf_counter() - t0)
-        extra = self.recipe.extra_batch(batch)  # e.g. SERL's judge samples
+        parts = self.recipe.training_batches(batch)  # e.g. SERL's actor and judge samples
         t1 = time.perf_counter()
-        self.prepare(batch)
-        if extra is not None:
-            self.prepare(extra)
-            batch = merge_prepared([batch, extra])
+        batch = self.prepare_all(parts)
         metrics = self.update(batch)
         metrics["update/skipped_empty"] = 0.0
         t2 = time.perf_counter()
@@ -259,7 +263,7 @@ class Trainer:
         metrics.update({"time/collect": t1 - t0, "time/update": t2 - t1, "time/sync": t3 - t2,
                         "time/step": t3 - t0,
                         "lr": self.scheduler.get_last_lr()[0]})
-        self.recipe.on_step_end(self.step, batch, metrics)
+        metrics.update(self.recipe.on_step_end(self.step, batch))
         return metrics
 
     def _skip_update(self, batch: RolloutBatch, t_collect: float) -> dict:
@@ -267,7 +271,7 @@ class Trainer:
         rollout engine unchanged; the step still counts, is logged and may be checkpointed."""
         metrics = {**batch.metrics, "update/skipped_empty": 1.0, "update/skipped_nonfinite": 0.0,
                    "time/collect": t_collect, "time/step": t_collect, "lr": self.scheduler.get_last_lr()[0]}
-        self.recipe.on_step_end(self.step, batch, metrics)
+        metrics.update(self.recipe.on_step_end(self.step, batch))
         return metrics
 
     def _sync_engine(self, batch: RolloutBatch) -> dict:
@@ -317,13 +321,13 @@ class Trainer:
         return RolloutBatch(
             rows=[row for row, _ in flat], prompt_ids=[c.prompt_ids for _, c in flat],
             completion_ids=[c.token_ids for _, c in flat], rollout_logprobs=[c.logprobs for _, c in flat],
-            texts=[c.text for _, c in flat],
-            prompts_text=[str(row.get(self.cfg.data.question_field, "")) for row, _ in flat],
+            completions=[c.text for _, c in flat],
+            prompts=[str(row.get(self.cfg.data.question_field, "")) for row, _ in flat],
             finish_reasons=[c.finish_reason for _, c in flat], group_size=r.n)
 
     def score(self, batch: RolloutBatch) -> dict:
-        """Set ``batch.scores`` from the reward; returns the reward's metrics."""
-        result = compute_reward(self.reward, RewardBatch(batch.prompts_text, batch.texts, batch.rows,
+        """Set ``batch.scores`` and ``batch.group_data`` from the reward; returns its metrics."""
+        result = compute_reward(self.reward, RewardBatch(batch.prompts, batch.completions, batch.rows,
                                                          batch.group_size))
         # float64: the estimators keep rewards that differ by 1e-4 exact (float32 would not)
         batch.scores = torch.tensor(result.scores, dtype=torch.float64)  # (B,)
@@ -331,6 +335,7 @@ class Trainer:
         if truncated is not None:  # an answer cut off at the budget is unfinished, whatever it says
             cut = torch.tensor([r == "length" for r in batch.finish_reasons], dtype=torch.bool)  # (B,)
             batch.scores[cut] = truncated
+        batch.group_data = result.group_data  # e.g. pseudo-labels, judge samples: they follow the group
         return result.metrics
 
     def collect(self) -> RolloutBatch:
@@ -412,6 +417,13 @@ class Trainer:
         })
         return m
 
+    def prepare_all(self, parts: list[RolloutBatch]) -> RolloutBatch:
+        """Each of the recipe's training batches prepared (:meth:`prepare`), then merged into the
+        one batch the update trains."""
+        for part in parts:
+            self.prepare(part)
+        return merge_prepared(parts) if len(parts) > 1 else parts[0]
+
     def prepare(self, batch: RolloutBatch) -> None:
         """Old and reference logprobs when needed, then advantages."""
         a = self.cfg.algorithm
@@ -433,19 +445,11 @@ class Trainer:
                                                 / self.dist.sum_tensor(mask.sum()).clamp(min=1))
         if self.critic is not None:
             batch.values = self._values_no_grad(batch, C) * mask
-        if batch.fixed_advantages is not None:
-            batch.advantages = batch.fixed_advantages[:, None] * mask  # (B, C)
-            return
-        groups = torch.arange(batch.num_groups).repeat_interleave(batch.group_size)
         params = AdvantageParams(norm_by_std=a.norm_by_std, gamma=a.gamma, lam=a.lam,
                                  kl_coef=self.kl_coef if a.kl_in_reward else 0.0)
-        out = global_advantages(ADVANTAGE_ESTIMATORS.get(a.advantage),  # batch statistics over all ranks
-                                AdvantageInput(scores=batch.scores, response_mask=mask, group_index=groups,
-                                               kl=kl, values=batch.values), params, self.dist)
-        batch.advantages = out.advantages.float()  # computed in float64 from the scores; the loss is float32
-        batch.returns = None if out.returns is None else out.returns.float()
-        batch.metrics["advantage/abs_mean"] = float(self.dist.sum_tensor((out.advantages.abs() * mask).sum())
-                                                    / self.dist.sum_tensor(mask.sum()))
+        batch.advantages, batch.returns, metrics = compute_advantages(batch, mask, kl, a.advantage, params,
+                                                                      self.dist)
+        batch.metrics.update(metrics)
 
     def _sequences(self, batch: RolloutBatch, idx: list[int],
                    share: bool = True) -> Sequences | SharedPromptSequences:
@@ -699,7 +703,7 @@ class Trainer:
         return ckpt.checkpoint_dir(self.run_dir) / f"{ckpt.PREFIX}{self.step:06d}"
 
     def _load(self, path: Path) -> None:
-        _load_weights(self.model, path / "model", lora=self.cfg.model.lora is not None)
+        ckpt.load_weights(self.model, path / "model", lora=self.cfg.model.lora is not None)
         state = ckpt.load_trainer_state(path)
         self.step = state["step"]
         self.optimizer.load_state_dict(state["optimizer"])
@@ -743,41 +747,6 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
 
-def make_adamw(params: list[torch.nn.Parameter], **kwargs) -> torch.optim.AdamW:
-    """AdamW with its fused kernel where torch has one for these tensors (CPU: 5x faster than the
-    per-tensor loop on a 135 M model), else the default implementation."""
-    try:
-        return torch.optim.AdamW(params, fused=True, **kwargs)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.AdamW(params, **kwargs)
-
-
-def disable_dropout(model: torch.nn.Module) -> None:
-    """Turn every kind of dropout of ``model`` off for good, as TRL and verl do: rollout, old,
-    reference and update logprobs must come from one deterministic network, or the first PPO
-    ratio is not 1 and the KL to an identical reference not 0.  Sets ``p = 0`` on dropout
-    modules (LoRA's included), and zeroes the float ``*drop*`` attributes (``attention_dropout``,
-    ``attn_pdrop``, ...) that attention code and some models read from their modules or their
-    config in ``forward`` (so a checkpoint's config says dropout 0: the model was trained so).
-
-    >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
-    >>> disable_dropout(m); m[1].p
-    0.0
-    """
-    configs = []
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-            module.p = 0.0
-        for obj in (module, getattr(module, "config", None)):
-            if obj is None or any(obj is c for c in configs):
-                continue
-            if obj is not module:
-                configs.append(obj)
-            for name, value in list(vars(obj).items()):
-                if "drop" in name and isinstance(value, float):
-                    setattr(obj, name, 0.0)
-
-
 def _restore_signal_handlers(old: dict) -> None:
     for sig, h in old.items():
         signal.signal(sig, h)
@@ -811,33 +780,3 @@ def _prompt_major(prompt_ids: list[list[int]], idx: list[int]) -> list[int]:
     """
     _, which = distinct_prompts([prompt_ids[i] for i in idx])
     return [i for _, i in sorted(zip(which, idx), key=lambda t: t[0])]  # stable: order kept within a prompt
-
-
-def _load_weights(model, folder: Path, lora: bool) -> None:
-    """Copy a checkpoint's weights into ``model`` in place (keeps the optimizer's parameters)."""
-    from safetensors.torch import load_file
-
-    if lora:
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
-        return
-    files = sorted(folder.glob("*.safetensors"))
-    state = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_word_embeddings)]
-    if missing or unexpected:
-        raise RuntimeError(f"checkpoint {folder} does not match the model: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
-
-
-def _maybe_write_arith(path: str, enabled: bool) -> None:
-    """The README's one command needs no separate data step: write an arith variant's files on
-    demand when the config names a missing file in a folder named after the variant."""
-    from selfrl.data.arith_files import ARITH_VARIANTS, write_arith
-
-    p = Path(path)
-    if enabled and not p.exists() and p.parent.name in ARITH_VARIANTS and p.suffix == ".jsonl":
-        write_arith(p.parent, ARITH_VARIANTS[p.parent.name])

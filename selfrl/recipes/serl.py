@@ -5,7 +5,8 @@ previously trained-on generated problems, the rest seeds, shuffled), sampled at 
 0.8, top-p 0.95, presence penalty 2.  Parsed items pass SeRL's filters in order — empty,
 word count, banned words, "Write a program", leading punctuation / non-ASCII, ROUGE-L F
 against the seeds and every accepted problem — then n responses per problem are sampled and
-scored by majority vote (:class:`selfrl.rewards.MajorityVoteReward`).  The online difficulty
+scored by majority vote (the ``majority_vote`` reward, whose pseudo-labels ride on the rollout
+batch with their groups, for this recipe's records).  The online difficulty
 filter keeps a problem when its mean majority reward lies within ``difficulty_bounds``; the
 trainer refills until the batch is full.  Trained-on problems join the few-shot pool.
 
@@ -31,21 +32,20 @@ import hashlib
 import json
 import random
 from functools import partial
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from selfrl.config import StrictModel, validate_section
 from selfrl.data.arith import solve_arith_text
-from selfrl.eval.extract import equivalent, extract_answer
+from selfrl.eval.extract import equivalent
 from selfrl.prompts import SELF_INSTRUCT_SYSTEM, parse_numbered_items, self_instruct_messages, solve_messages
-from selfrl.rewards.majority import majority_scores
+from selfrl.recipes import RECIPES
 from selfrl.rollout.base import SamplingParams
 from selfrl.selfplay.filters import FORMAT_FILTERS, word_count
 from selfrl.selfplay.rouge import RougePool
 from selfrl.trainer.batch import RolloutBatch
-from selfrl.trainer.recipe import Recipe, register_recipe
+from selfrl.trainer.recipe import Recipe, RecipeContext
 
 
 class SerlArgs(StrictModel):
@@ -72,28 +72,28 @@ class SerlArgs(StrictModel):
                                                    "mean majority reward is within these bounds")
 
 
-@register_recipe("serl")
+@RECIPES.register("serl")
 class SeRL(Recipe):
     """Self-play RL from a small seed set; labels never reach the reward."""
 
     args_model = SerlArgs
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
+    def __init__(self, ctx: RecipeContext) -> None:
+        super().__init__(ctx)
         self.args = validate_section(SerlArgs, self.cfg.recipe_args, "recipe_args")
         # SeRL's format filters in order, the word-count bounds taken from the config.
         self.format_filters = [
             partial(word_count, low=self.args.min_words, high=self.args.max_words)
             if f is word_count else f for f in FORMAT_FILTERS]
         q = self.cfg.data.question_field
-        self.seeds = [str(r[q]) for r in trainer.prompts.rows]
+        self.seeds = [str(r[q]) for r in ctx.prompts.rows]
         self.rng = random.Random(self.cfg.train.seed + 17)
         self.rouge = RougePool(self.seeds)
         self.accepted: list[str] = []  # every problem the format and ROUGE filters accepted
         self.generated_pool: list[str] = []  # trained-on generated problems (few-shot material)
         self.pending: list[tuple[int, str]] = []  # (step accepted, problem) not yet rolled out
         self.records: list[dict] = []  # this step's JSONL records
-        self.out_dir = Path(self.cfg.logging.run_dir) / "selfplay"
+        self.out_dir = ctx.run_dir / "selfplay"
 
     # --- self-instruction -------------------------------------------------------------
 
@@ -119,7 +119,7 @@ class SeRL(Recipe):
 
     def generate_problems(self) -> list[str]:
         """One round: sample instruction prompts, parse items, filter; returns accepted problems."""
-        a, tok = self.args, self.trainer.tokenizer
+        a, tok = self.args, self.ctx.tokenizer
         system = a.self_instruct_system
         prompts = [tok.apply_chat_template(self_instruct_messages(self.fewshot_examples(), system),
                                            add_generation_prompt=True, tokenize=True, return_dict=False)
@@ -129,13 +129,13 @@ class SeRL(Recipe):
         # With several processes every rank built the same prompts (the recipe's RNG is shared),
         # samples its own share, and every rank filters the gathered texts in the same order,
         # so the pools, the pending queue and the records stay identical everywhere.
-        dist = self.trainer.dist
+        dist = self.ctx.dist
         share = prompts[dist.rank * len(prompts) // dist.world_size:
                         (dist.rank + 1) * len(prompts) // dist.world_size]
         texts: list[str] = []
         if share:
-            with self.trainer._autocast():
-                groups = self.trainer.engine.generate(share, params, self.trainer.generator)
+            with self.ctx.autocast():
+                groups = self.ctx.engine.generate(share, params, self.ctx.generator)
             texts = [g[0].text for g in groups]
         texts = [t for part in dist.gather_objects(texts) for t in part]
         accepted = []
@@ -150,11 +150,11 @@ class SeRL(Recipe):
 
     def next_prompts(self, k: int) -> list[dict]:
         if self.args.mode == "fixed":
-            return self.trainer.prompts.take(k)
+            return self.ctx.prompts.take(k)
         rounds = 0
         while len(self.pending) < k and rounds < self.args.gen_max_rounds:
             rounds += 1
-            self.pending += [(self.trainer.step, p) for p in self.generate_problems()]
+            self.pending += [(self.ctx.step, p) for p in self.generate_problems()]
         take, self.pending = self.pending[:k], self.pending[k:]
         return [{"question": p, "prompt": solve_messages(p), "generated": True} for _, p in take]
 
@@ -168,16 +168,15 @@ class SeRL(Recipe):
     def on_collected(self, trained: RolloutBatch, dropped: RolloutBatch) -> None:
         entries: list[dict] = []
         for kind, batch in (("trained", trained), ("filtered_difficulty", dropped)):
-            for g in range(batch.num_groups):
+            # The majority_vote reward's pseudo-labels ride with their groups (None without it).
+            labels = batch.group_data.get("pseudo_label", [None] * batch.num_groups)
+            for g, pseudo in enumerate(labels):
                 sl = slice(g * batch.group_size, (g + 1) * batch.group_size)
-                answers = [extract_answer(t) for t in batch.texts[sl]]
-                _, label = majority_scores(answers)
                 row = batch.rows[g * batch.group_size]
                 problem = str(row.get(self.cfg.data.question_field))
                 # For analysis only (never a reward): arith problems the policy writes in the
                 # task's grammar have a computable answer, so pseudo-labels can be checked.
                 truth = solve_arith_text(problem)
-                pseudo = answers[label] if label is not None else None
                 entries.append({
                     "kind": kind, "problem": problem, "mean_reward": float(batch.scores[sl].mean()),
                     "pseudo_label": pseudo, "generated": bool(row.get("generated", False)),
@@ -185,12 +184,12 @@ class SeRL(Recipe):
                     "pseudo_label_correct": None if truth is None or pseudo is None
                     else equivalent(pseudo, str(truth))})
         # Each process holds its own groups: every rank records all of them, in rank order.
-        for entry in (e for part in self.trainer.dist.gather_objects(entries) for e in part):
+        for entry in (e for part in self.ctx.dist.gather_objects(entries) for e in part):
             self.records.append(entry)
             if entry["kind"] == "trained" and entry["generated"]:
                 self.generated_pool.append(entry["problem"])
 
-    def on_step_end(self, step: int, batch: RolloutBatch, metrics: dict) -> None:
+    def on_step_end(self, step: int, batch: RolloutBatch) -> dict[str, float]:
         expired = [p for s, p in self.pending if s < step]
         self.pending = [(s, p) for s, p in self.pending if s >= step]
         self.records += [{"kind": "expired", "problem": p} for p in expired]
@@ -198,7 +197,7 @@ class SeRL(Recipe):
         for r in self.records:
             key = r["kind"] if r["kind"] != "generated" else f"generated/{r['decision']}"
             counts[key] = counts.get(key, 0) + 1
-        metrics.update({f"selfplay/{k}": float(v) for k, v in counts.items()})
+        metrics = {f"selfplay/{k}": float(v) for k, v in counts.items()}
         checked = [r["pseudo_label_correct"] for r in self.records
                    if r["kind"] == "trained" and r.get("pseudo_label_correct") is not None]
         if checked:
@@ -206,17 +205,18 @@ class SeRL(Recipe):
         metrics["selfplay/fewshot_pool"] = float(len(self.generated_pool))
         metrics["selfplay/rouge_pool"] = float(len(self.rouge))
         self._check_ranks_agree()
-        if self.trainer.dist.is_main:
+        if self.ctx.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.out_dir / f"step-{step:06d}.jsonl", "w", encoding="utf-8") as f:
                 for r in self.records:
                     f.write(json.dumps(r) + "\n")
         self.records = []
+        return metrics
 
     def _check_ranks_agree(self) -> None:
         """With several processes, stop at once if the self-play state differs between ranks
         (it never should: a divergence would train each rank on different problems)."""
-        dist = self.trainer.dist
+        dist = self.ctx.dist
         if not dist.enabled:
             return
         state = json.dumps([self.accepted, self.generated_pool, self.pending])

@@ -2,7 +2,8 @@
 
 SERL (``recipe: serl_judge``): the policy answers each prompt n times, then judges every
 unordered pair of its answers in both orders (K/2 each) with SERL's ``\\boxed{1}|{2}`` prompt.
-Actor reward: Copeland with length control.  The judge's own samples are trained too: each
+Actor reward: Copeland with length control.  The judge's own samples are trained too (they
+ride on the rollout batch with their group, so those of filtered groups are not): each
 gets SERL's self-consistency reward (+1 when it picked the answer with the higher actor
 reward, -1 when lower or unparsable, 0 on a tie), normalised within its pair's K samples.
 Both sides' advantages are SERL's group normalisation, (r − mean) / (std + 1e-4): the actor's
@@ -28,11 +29,12 @@ from pydantic import Field
 
 from selfrl.config import StrictModel, validate_section
 from selfrl.judging.aggregators import group_normalise, serl_judge_rewards
-from selfrl.judging.self_judge import SelfJudgeReward
+from selfrl.judging.self_judge import JudgedGroup, SelfJudgeReward
+from selfrl.recipes import RECIPES
 from selfrl.rewards import WeightedSum
 from selfrl.rollout.base import SamplingParams
 from selfrl.trainer.batch import RolloutBatch
-from selfrl.trainer.recipe import Recipe, register_recipe
+from selfrl.trainer.recipe import Recipe, RecipeContext
 
 
 class JudgeArgs(StrictModel):
@@ -54,99 +56,111 @@ class _SelfJudgeRecipe(Recipe):
     fmt, schedule = "serl", "both_orders"
     defaults: dict = {}
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
+    def __init__(self, ctx: RecipeContext) -> None:
+        super().__init__(ctx)
         self.args = validate_section(JudgeArgs, {**self.defaults, **self.cfg.recipe_args}, "recipe_args")
         if self.cfg.filter.dynamic_sampling:
-            raise ValueError(f"recipe {self.name}: judge samples belong to one rollout round; "
+            raise ValueError(f"recipe {self.cfg.recipe}: judge samples belong to one rollout round; "
                              "set filter.dynamic_sampling=false")
 
     def _judge(self) -> SelfJudgeReward:
-        engine, tokenizer = self.trainer.engine, self.trainer.tokenizer
+        engine, tokenizer = self.ctx.engine, self.ctx.tokenizer
         if self.args.judge_model:
             from selfrl.models import load_causal_lm, load_tokenizer
             from selfrl.rollout.hf import HFEngine
 
             tokenizer = load_tokenizer(self.args.judge_model)
-            model = load_causal_lm(self.args.judge_model, device=str(self.trainer.device)).eval()
+            model = load_causal_lm(self.args.judge_model, device=str(self.ctx.device)).eval()
             engine = HFEngine(model, tokenizer, batch_size=self.cfg.rollout.batch_size)
         return SelfJudgeReward(
             engine, tokenizer, fmt=self.fmt, aggregator=self.args.aggregator, schedule=self.schedule,
             judge_samples=self.args.judge_samples,
             sampling=SamplingParams(temperature=self.args.judge_temperature,
                                     max_new_tokens=self.args.judge_max_new_tokens),
-            seed=self.trainer.dist.rank_seed(self.cfg.train.seed), generator=self.trainer.generator,
+            seed=self.ctx.dist.rank_seed(self.cfg.train.seed), generator=self.ctx.generator,
             name=f"{self.fmt}_judge")
 
 
 SERL_STD_EPS = 1e-4  # SERL's group normalisation: (r - mean) / (std + 1e-4), actor and judge alike
 
 
-@register_recipe("serl_judge")
+@RECIPES.register("serl_judge")
 class SERLJudge(_SelfJudgeRecipe):
     """SERL: Copeland actor reward, and the judge trained on its self-consistency reward."""
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
+    def __init__(self, ctx: RecipeContext) -> None:
+        super().__init__(ctx)
         a = self.cfg.algorithm
         if a.advantage != "grpo" or not a.norm_by_std:
-            raise ValueError(f"recipe {self.name} normalises the actor's rewards within each group as SERL "
-                             f"does, (r - mean) / (std + {SERL_STD_EPS:g}): set algorithm.advantage=grpo and "
-                             f"algorithm.norm_by_std=true (got {a.advantage}, norm_by_std={a.norm_by_std})")
+            raise ValueError(f"recipe {self.cfg.recipe} normalises the actor's rewards within each group "
+                             f"as SERL does, (r - mean) / (std + {SERL_STD_EPS:g}): set "
+                             f"algorithm.advantage=grpo and algorithm.norm_by_std=true (got {a.advantage}, "
+                             f"norm_by_std={a.norm_by_std})")
         if self.args.train_judge and not self.args.judge_model and a.loss_agg != "token-mean":
-            raise ValueError(f"recipe {self.name}: the mixed loss α·L_actor + β·L_judge is built as loss "
-                             f"weights that are exact under token-mean aggregation only; set "
+            raise ValueError(f"recipe {self.cfg.recipe}: the mixed loss α·L_actor + β·L_judge is built as "
+                             f"loss weights that are exact under token-mean aggregation only; set "
                              f"algorithm.loss_agg=token-mean (got {a.loss_agg!r}) or "
                              f"recipe_args.train_judge=false")
 
     def build_reward(self):
-        self.judge = self._judge()
-        return self.judge
+        return self._judge()
 
-    def extra_batch(self, batch: RolloutBatch) -> RolloutBatch | None:
+    def training_batches(self, batch: RolloutBatch) -> list[RolloutBatch]:
+        """The actor's sequences with SERL's advantages, and (``train_judge``) the judge samples of
+        the very groups being trained (they ride on the batch: ``group_data["judge"]``), with the
+        loss weights and temperatures of the mixed loss."""
         groups = [k // batch.group_size for k in range(len(batch))]
-        batch.fixed_advantages = torch.tensor(group_normalise(batch.scores.tolist(), groups, SERL_STD_EPS),
-                                              dtype=torch.float32)  # (B,) the actor's, SERL's eps
+        actor = batch.replace(fixed_advantages=torch.tensor(  # (B,) the actor's, SERL's eps
+            group_normalise(batch.scores.tolist(), groups, SERL_STD_EPS), dtype=torch.float32))
         if not self.args.train_judge or self.args.judge_model:
-            return None
-        if not self.trainer.dist.all_true(bool(self.judge.last_samples)):
-            return None  # every process trains judge samples this step or none does
-        samples, actor = self.judge.last_samples, self.judge.last_rewards
-        n = batch.group_size
-        rewards: list[float] = []
-        for g in range(batch.num_groups):
-            mine = [s.judgment for s in samples if s.group == g]
-            rewards += serl_judge_rewards(mine, actor[g * n:(g + 1) * n])
-        keys = [(s.group, min(s.judgment.i, s.judgment.j), max(s.judgment.i, s.judgment.j)) for s in samples]
-        sizes = {k: keys.count(k) for k in keys}
-        # A pair judged once has no group to normalise in: its advantage is 0.
-        adv = group_normalise(rewards, keys, SERL_STD_EPS) if min(sizes.values()) > 1 \
-            else [0.0] * len(rewards)
-        judge = RolloutBatch(  # group_size 1: advantages are fixed, no estimator groups them
-            rows=[{"judge": True}] * len(samples), prompt_ids=[s.completion.prompt_ids for s in samples],
-            completion_ids=[s.completion.token_ids for s in samples],
-            rollout_logprobs=[s.completion.logprobs for s in samples],
-            texts=[s.completion.text for s in samples], prompts_text=[""] * len(samples),
-            finish_reasons=[s.completion.finish_reason for s in samples], group_size=1)
-        judge.scores = torch.tensor(rewards)
-        judge.fixed_advantages = torch.tensor(adv, dtype=torch.float32)
-        # Each side's logprobs at the temperature it was sampled at (0: greedy, scored at 1).
-        batch.temperatures = torch.full((len(batch),), self.cfg.rollout.temperature or 1.0)
-        judge.temperatures = torch.full((len(judge),), self.args.judge_temperature or 1.0)
-        alpha = min(self.trainer.step / self.cfg.train.steps, 0.5)
+            return [actor]
+        judged = batch.group_data["judge"]
+        if not self.ctx.dist.any_true(any(g.samples for g in judged)):
+            return [actor]  # no process has a judge sample to train this step
+        judge = self._judge_batch(judged)
+        alpha = min(self.ctx.step / self.cfg.train.steps, 0.5)
         beta = max(1.0 - alpha, 0.5)
         # token-mean over the merged batch: weights make it α·mean_actor + β·mean_judge (token
         # counts over every process, as the update's normaliser is).
-        n_a = self.trainer.dist.sum_scalar(sum(len(c) for c in batch.completion_ids))
-        n_j = self.trainer.dist.sum_scalar(sum(len(c) for c in judge.completion_ids))
-        batch.loss_weight = torch.full((len(batch),), alpha * (n_a + n_j) / max(1, n_a))
-        judge.loss_weight = torch.full((len(judge),), beta * (n_a + n_j) / max(1, n_j))
-        judge.metrics = {"judge/reward_mean": sum(rewards) / len(rewards), "judge/alpha": alpha,
-                         "judge/beta": beta}
-        return judge
+        n_a = self.ctx.dist.sum_scalar(sum(len(c) for c in batch.completion_ids))
+        n_j = self.ctx.dist.sum_scalar(sum(len(c) for c in judge.completion_ids))
+        # Each side's logprobs at the temperature it was sampled at (0: greedy, scored at 1).
+        t_actor, t_judge = self.cfg.rollout.temperature or 1.0, self.args.judge_temperature or 1.0
+        actor = actor.replace(temperatures=torch.full((len(actor),), t_actor),  # (B,)
+                              loss_weight=torch.full((len(actor),), alpha * (n_a + n_j) / max(1, n_a)))
+        judge = judge.replace(temperatures=torch.full((len(judge),), t_judge),  # (J,)
+                              loss_weight=torch.full((len(judge),), beta * (n_a + n_j) / max(1, n_j)))
+        judge.metrics.update({"judge/alpha": alpha, "judge/beta": beta})
+        return [actor, judge]
+
+    def _judge_batch(self, judged: list[JudgedGroup]) -> RolloutBatch:
+        """The judge samples of ``judged`` (a :class:`JudgedGroup` per trained group; none on a
+        process whose filters kept no group) as a batch with SERL's self-consistency rewards,
+        normalised within each pair's K samples."""
+        rewards: list[float] = []
+        keys: list[tuple[int, int, int]] = []  # (group, the pair's smaller index, its larger)
+        samples = [s for group in judged for s in group.samples]
+        for g, group in enumerate(judged):
+            rewards += serl_judge_rewards([s.judgment for s in group.samples], group.scores)
+            keys += [(g, min(s.judgment.i, s.judgment.j), max(s.judgment.i, s.judgment.j))
+                     for s in group.samples]
+        sizes = {k: keys.count(k) for k in keys}
+        # A pair judged once has no group to normalise in: its advantage is 0.
+        adv = group_normalise(rewards, keys, SERL_STD_EPS) if all(n > 1 for n in sizes.values()) \
+            else [0.0] * len(rewards)
+        dist = self.ctx.dist
+        mean_reward = dist.sum_scalar(sum(rewards)) / max(1, dist.sum_scalar(len(rewards)))  # all processes
+        return RolloutBatch(  # group_size 1: advantages are fixed, no estimator groups them
+            rows=[{"judge": True}] * len(samples), prompt_ids=[s.completion.prompt_ids for s in samples],
+            completion_ids=[s.completion.token_ids for s in samples],
+            rollout_logprobs=[s.completion.logprobs for s in samples],
+            completions=[s.completion.text for s in samples], prompts=[""] * len(samples),
+            finish_reasons=[s.completion.finish_reason for s in samples], group_size=1,
+            scores=torch.tensor(rewards), fixed_advantages=torch.tensor(adv, dtype=torch.float32),
+            metrics={"judge/reward_mean": mean_reward})
 
 
-@register_recipe("srr1_elo")
+@RECIPES.register("srr1_elo")
 class SRR1Elo(_SelfJudgeRecipe):
     """SR-R1: Elo-ranked self-judgments added to the configured rewards."""
 
@@ -155,6 +169,5 @@ class SRR1Elo(_SelfJudgeRecipe):
                 "aggregator": "elo", "train_judge": False}
 
     def build_reward(self):
-        self.judge = self._judge()
         parts = super().build_reward().components if self.cfg.rewards else []
-        return WeightedSum([*parts, (self.judge, self.args.judge_weight)])
+        return WeightedSum([*parts, (self._judge(), self.args.judge_weight)])

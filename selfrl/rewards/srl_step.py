@@ -7,7 +7,7 @@ scores −1.0 when:
   ``</think>``, or has more than one ``<think>`` or ``</think>`` (nested or repeated blocks);
 - the action is empty;
 - the action holds more than one step: a line after its first begins, unindented, with a
-  step marker (``3.``, ``3)``, ``Step 3:``; see :func:`selfrl.srl.steps.step_marker`).
+  step marker (``3.``, ``3)``, ``Step 3:``; see :func:`selfrl.data.srl.step_marker`).
 
 Otherwise the score is ``difflib.SequenceMatcher(None, action, target).ratio()`` in [0, 1],
 where ``target`` is the row's expert step.  A leading step marker (``2.``, ``Step 2:``) is
@@ -21,7 +21,7 @@ The shared prefix makes every valid action score high, so the signal between act
 group is weaker.
 
 Limitation: a step whose own text holds an unindented numbered sub-list cannot be written
-without scoring −1; :func:`selfrl.srl.steps.split_steps` never yields such a target from a
+without scoring −1; :func:`selfrl.data.srl.split_steps` never yields such a target from a
 ``1.``-style solution (the sub-list would have been split), only from a ``Step k``-style one.
 
 >>> rows = [{"target": "Then he finds 6 more shells: 8 + 6 = 14."}] * 3
@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import difflib
 
+from selfrl.data.srl import step_marker, strip_step_marker
 from selfrl.rewards.base import RewardBatch, RewardError, RewardResult, mean
 from selfrl.rewards.registry import register_reward
-from selfrl.srl.steps import step_marker, strip_step_marker
 
 INVALID = -1.0
 MODES = ("step", "whole_solution")
