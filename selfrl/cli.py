@@ -618,7 +618,14 @@ def main(argv: list[str] | None = None) -> int:
     from selfrl.data.io import DataError
     from selfrl.models import ModelError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse ends a positional list at the first option: `train CFG --resume auto a=b` leaves
+    # `a=b` over.  Dotted overrides may come anywhere after the config.
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code = args.func(args)  # None, or an exit code (a training stopped by a signal)
     except (CLIError, DataError, ModelError) as e:

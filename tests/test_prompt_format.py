@@ -137,3 +137,13 @@ def test_truncated_completions_get_the_truncated_reward(make_config):
     cut = [r == "length" for r in batch.finish_reasons]
     assert any(cut)  # 3 tokens: a random model rarely stops
     assert all((s == -1.0) == c for s, c in zip(batch.scores.tolist(), cut))
+
+
+def test_overrides_may_follow_an_option(write_config, capsys):
+    """`selfrl train CFG --overwrite a=b`: argparse alone would reject `a=b` after the option."""
+    path = write_config()
+    assert main(["config", "show", str(path), "train.seed=3"]) == 0
+    assert "seed: 3" in capsys.readouterr().out
+    assert main(["train", str(path), "--overwrite", "train.steps=1", "eval.at_start=false"]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", str(path), "--no-such-flag"])
