@@ -578,6 +578,9 @@ class Trainer:
             return None
         self.optimizer.step()
         self.scheduler.step()
+        # Gradients are dead until the next backward: free them for the rollout, evaluation and
+        # checkpoint in between (one model's worth of memory: 0.5 GB for a 135 M model in fp32).
+        self.optimizer.zero_grad(set_to_none=True)
         return float(grad_norm)
 
     def _mean_kl(self, epoch_kl: list[float]) -> float:
@@ -616,6 +619,7 @@ class Trainer:
         self.dist.all_reduce_grads(self.critic.parameters())
         torch.nn.utils.clip_grad_norm_(self.critic.parameters(), t.max_grad_norm)
         self.critic_optimizer.step()
+        self.critic_optimizer.zero_grad(set_to_none=True)  # dead until the next backward
         return sums
 
     def _micro_loss(self, batch: RolloutBatch, idx: list[int], n_tok: float,
