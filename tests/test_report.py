@@ -15,6 +15,7 @@ import random
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from selfrl.cli import main
@@ -145,3 +146,13 @@ def test_word_diff_rebuilds_both_texts():
         out = word_diff(a, b)
         assert html.unescape(re.sub(r"<del>.*?</del>|</?ins>", "", out, flags=re.S)) == b
         assert html.unescape(re.sub(r"<ins>.*?</ins>|</?del>", "", out, flags=re.S)) == a
+
+
+def test_report_flags_are_checked(synthetic_run, tmp_path, monkeypatch, capsys):
+    assert main(["report", str(synthetic_run), "--samples-limit", "0"]) == 2
+    assert "--samples-limit" in capsys.readouterr().err
+    pytest.importorskip("playwright", reason="--screenshot needs Playwright (pip install 'selfrl[dev]')")
+    monkeypatch.setenv("SELFRL_CHROMIUM", str(tmp_path / "no-browser"))
+    assert main(["report", str(synthetic_run), "--screenshot", str(tmp_path / "r.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SELFRL_CHROMIUM" in err and (synthetic_run / "report.html").is_file()

@@ -61,8 +61,8 @@
     const ofRun = groups.filter(function (g) { return g.dataset.run === f.run; });
     const steps = ofRun.map(function (g) { return parseInt(g.dataset.step, 10); });
     const step = f.step === "all" ? String(Math.max.apply(null, steps)) : f.step;
-    const trained = ofRun.filter(function (g) { return g.dataset.step === step && g.dataset.kept === "1"; });
-    const pool = trained.length ? trained : ofRun.filter(function (g) { return g.dataset.step === step; });
+    // Trained and filtered-out groups alike: an all-wrong group the filter dropped is the worst.
+    const pool = ofRun.filter(function (g) { return g.dataset.step === step; });
     const byMean = pool.slice().sort(function (a, b) {
       return (parseFloat(b.dataset.mean) || 0) - (parseFloat(a.dataset.mean) || 0);
     });

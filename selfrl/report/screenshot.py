@@ -36,6 +36,8 @@ def launch_chromium(playwright):
     path = find_chromium()
     if path is None:
         raise RuntimeError("no Chromium found: apt-get install chromium (or set SELFRL_CHROMIUM to one)")
+    if not Path(path).is_file():
+        raise RuntimeError(f"SELFRL_CHROMIUM={path}: no such file")
     return playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
 
 
