@@ -2,7 +2,7 @@
 and hands both to the trainer (or to the evaluation, SFT, reward-model and pipeline code).
 
 Commands: ``data arith|srl``, ``build-tiny``, ``eval``, ``eval-judge``, ``compare``, ``train``,
-``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``config show``, ``plot`` and
+``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``config show``, ``plot``, ``report`` and
 ``models list|fetch|import-gguf`` (``selfrl COMMAND --help`` for each).  Each command lives in a
 small function; heavy imports happen inside them so that ``selfrl --help`` is instant."""
 
@@ -273,6 +273,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not main:
         return code
     print_before_after(summary)
+    if cfg.logging.report:
+        from selfrl.report import report_after_training
+
+        report_after_training(run_dir)
     if code:
         print(f"stopped by {summary['stopped_by_signal']} at step {trainer.step}; "
               f"continue with: selfrl train {args.config} ... --resume auto")
@@ -376,6 +380,32 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
     for path in plot_run(args.run_dir, args.output):
         print(path)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from selfrl.report import NotARunError, write_report
+
+    limit = args.samples_limit
+    if args.output:
+        output = Path(args.output)
+    elif len(args.run_dirs) == 1:
+        output = Path(args.run_dirs[0]) / "report.html"
+    else:
+        raise CLIError("several runs: say where the report goes with --output FILE.html")
+    if limit < 1:
+        raise CLIError(f"--samples-limit must be at least 1 (got {limit})")
+    try:
+        path = write_report(args.run_dirs, output, samples_limit=limit)
+    except NotARunError as e:
+        raise CLIError(str(e)) from None
+    print(path)
+    if args.screenshot:
+        from selfrl.report.screenshot import screenshot
+
+        try:
+            print(screenshot(path, args.screenshot))
+        except (ImportError, RuntimeError) as e:
+            raise CLIError(f"--screenshot: {e}") from None
 
 
 # --- selfrl models ---------------------------------------------------------------------
@@ -519,7 +549,7 @@ def _add_eval_command(sub) -> None:
 
 def _add_run_commands(sub) -> None:
     """``selfrl build-tiny``, ``train``, ``sft``, ``rm train|score``, ``pipeline``, ``merge``,
-    ``config show`` and ``plot``."""
+    ``config show``, ``plot`` and ``report``."""
     tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")
     tiny.add_argument("--output", default="selfrl/assets/tiny-arith", help="where to save the model")
     tiny.add_argument("--seed", type=int, default=0)
@@ -580,6 +610,20 @@ def _add_run_commands(sub) -> None:
     plot.add_argument("run_dir")
     plot.add_argument("--output", default=None, help="folder for the PNGs (default RUN_DIR/plots)")
     plot.set_defaults(func=cmd_plot)
+
+    from selfrl.report.page import SAMPLES_LIMIT  # light: no torch
+
+    report = sub.add_parser("report", help="one self-contained HTML file of one or more runs: curves, "
+                                           "evaluation, samples, config (opens offline)")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (several: overlaid)")
+    report.add_argument("--output", default=None,
+                        help="the HTML file to write (default RUN_DIR/report.html; needed for several runs)")
+    report.add_argument("--samples-limit", type=int, default=SAMPLES_LIMIT,
+                        help="most sampled groups on the page, whole steps spread over the run")
+    report.add_argument("--screenshot", default=None, metavar="PNG",
+                        help="also write a PNG of the page as headless Chromium draws it (needs Playwright "
+                             "and a Chromium)")
+    report.set_defaults(func=cmd_report)
 
 
 def _add_models_commands(sub) -> None:

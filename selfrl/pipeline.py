@@ -102,6 +102,10 @@ def _run_train(stage: Stage, config: str) -> None:
     cfg = load_config(RunConfig, config, stage.overrides)
     resume = "auto" if ckpt.list_checkpoints(cfg.logging.run_dir) else None
     summary = build_trainer(cfg, resume=resume).fit()
+    if cfg.logging.report:
+        from selfrl.report import report_after_training
+
+        report_after_training(cfg.logging.run_dir)
     if "stopped_by_signal" in summary:  # not finished: leave no output, so a re-run resumes
         raise PipelineStopped(f"stage {stage.name!r} stopped by {summary['stopped_by_signal']}; "
                               f"its checkpoint is in {cfg.logging.run_dir}: run the pipeline again to resume")

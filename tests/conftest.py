@@ -142,3 +142,39 @@ def launch_two(tmp_path) -> Callable[..., subprocess.CompletedProcess]:
         return _run_killing_the_group(cmd, timeout=timeout, cwd=tmp_path, env=env)
 
     return run
+
+
+@pytest.fixture
+def synthetic_run(tmp_path) -> Path:
+    """A run folder written by hand, as a self-judging self-play run that crashed would leave it:
+    judge and self-play metrics, a non-finite KL, a metrics line cut short, and rollout records in
+    an older format (no version, no advantages, no reward parts) beside one that is not JSON."""
+    import json
+
+    run = tmp_path / "synthetic"
+    run.mkdir()
+    (run / "config.yaml").write_text("recipe: serl_judge\ntrain:\n  steps: 4\n")
+    rows = [{"step": 0, "eval/greedy_pass@1": 0.25}]
+    for s in range(1, 5):
+        rows.append({"step": s, "reward/mean": 0.1 * s, "reward/serl_judge": 0.1 * s, "kl": "nan",
+                     "reward/serl_judge/judge_accuracy": 0.5 + 0.05 * s,
+                     "reward/serl_judge/judge_position_consistency": 0.2 * s,
+                     "selfplay/generated/accepted": 6.0, "selfplay/generated/rouge_l": 2.0,
+                     "selfplay/generated/word_count": 1.0, "selfplay/trained": 2.0,
+                     "selfplay/filtered_difficulty": 3.0, "selfplay/expired": 1.0,
+                     "time/rollout": 1.0, "time/update": 0.5})
+    rows.append({"step": 4, "eval/greedy_pass@1": 0.5})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5, "rew')
+    records = []
+    for s in (2, 4):
+        for g, texts in enumerate((["The answer is 4.", "The answer is 5."], ["7", "no idea"])):
+            records.append({"step": s, "group": g, "kept": g == 0, "question": f"2+2? (step {s})",
+                            "gold": "4", "row": {"solution": "2 + 2 = 4.\nThe answer is 4."},
+                            "group_data": {"judge": {"scores": [1.0, 0.0],
+                                                     "verdicts": [{"shown": [0, 1], "winner": 0,
+                                                                   "text": "\\boxed{1}"}]}},
+                            "completions": [{"text": t, "reward": float(i == 0 and g == 0),
+                                             "correct": t == "The answer is 4."}
+                                            for i, t in enumerate(texts)]})
+    (run / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "not json\n")
+    return run

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("trainer", ["selfrl.trainer"]),
     ("recipes", ["selfrl.recipes"]),
     ("face", ["selfrl.cli", "selfrl.config.schema", "selfrl.pipeline", "selfrl.sft", "selfrl.rlhf",
-              "selfrl.tiny", "selfrl.plot", "selfrl.trl_support", "selfrl.testing"]),
+              "selfrl.tiny", "selfrl.plot", "selfrl.report", "selfrl.trl_support", "selfrl.testing"]),
 ]
 LEVEL = {part: level for level, (_, parts) in enumerate(LAYERS) for part in parts}
 NAME = [name for name, _ in LAYERS]

@@ -201,6 +201,19 @@ class LoggingConfig(StrictModel):
     wandb: bool = Field(False, description="log to Weights & Biases (needs the wandb extra)")
     wandb_project: str = Field("selfrl", description="W&B project")
     progress: bool = Field(True, description="show a progress bar")
+    samples_every: int = Field(
+        5, ge=0, description="write a few groups of every N-th step (and of the last) to "
+                             "RUN_DIR/rollouts.jsonl: prompt, completions, rewards and their parts, "
+                             "advantages, the recipe's findings (0: none)")
+    samples_groups: int = Field(
+        4, ge=1, description="groups written per sampled step: trained ones spread over the step's range of "
+                             "mean rewards (best and worst included), and as many the filters dropped")
+    samples_max_mb: float = Field(
+        32.0, gt=0, description="past this size rollouts.jsonl is moved to rollouts.1.jsonl (replacing it), "
+                                "so samples take at most twice this on disk")
+    report: bool = Field(
+        True, description="write RUN_DIR/report.html (curves, evaluation, samples; opens offline) when "
+                          "selfrl train ends")
 
 
 class RunConfig(StrictModel):

@@ -9,7 +9,10 @@ judgments into rewards with a registered aggregator (``copeland``, ``elo``,
 rollout batch, so that a recipe can train the judge on exactly the groups it trains (SERL).
 
 When rows carry a gold ``answer`` (the arith task), the judge's accuracy is measured on the
-pairs where exactly one response is right; it never enters the reward.
+pairs where exactly one response is right; it never enters the reward.  When pairs are judged in
+both orders (SERL), ``judge_position_consistency`` is the share of the two orders' verdicts
+(the k-th of one order beside the k-th of the other, both parsed) that pick the same response:
+a judge that follows the slot rather than the content scores 0.
 """
 
 from __future__ import annotations
@@ -47,6 +50,17 @@ class JudgedGroup:
 
     samples: list[JudgeSample]
     scores: list[float]
+
+    def to_record(self) -> dict:
+        """The group's verdicts and scores as plain JSON (the rollout samples write it).
+
+        >>> done = Completion("Response 2 is right.", [5], [-0.1], "stop")
+        >>> JudgedGroup([JudgeSample(Judgment(0, 1, 1), done)], [0.0, 1.0]).to_record()
+        {'scores': [0.0, 1.0], 'verdicts': [{'shown': [0, 1], 'winner': 1, 'text': 'Response 2 is right.'}]}
+        """
+        return {"scores": list(self.scores),
+                "verdicts": [{"shown": [s.judgment.i, s.judgment.j], "winner": s.judgment.winner,
+                              "text": s.completion.text} for s in self.samples]}
 
 
 class SelfJudgeReward:
@@ -114,6 +128,9 @@ class SelfJudgeReward:
                    for s in group.samples]  # (the group's first row, a sample)
         failures = sum(s.judgment.winner is None for _, s in samples)
         metrics = {"judge_parse_failure_frac": failures / max(1, len(samples))}
+        agree = [a == b for group in groups for a, b in _both_orders(group.samples)]
+        if agree:
+            metrics["judge_position_consistency"] = sum(agree) / len(agree)
         right, seen = 0, 0
         for base, s in samples:
             gold = batch.rows[base].get("answer")
@@ -128,3 +145,20 @@ class SelfJudgeReward:
             metrics["judge_accuracy"] = right / seen
             metrics["judge_checkable_pairs"] = float(seen)
         return metrics
+
+
+def _both_orders(samples: list[JudgeSample]) -> list[tuple[int, int]]:
+    """The winners of a pair's verdicts in one order beside those in the other (the k-th with the
+    k-th), where both parsed.
+
+    >>> done = Completion("", [], [], "stop")
+    >>> js = [Judgment(0, 1, 0), Judgment(1, 0, 0), Judgment(0, 2, 0), Judgment(2, 0, 2),
+    ...       Judgment(1, 2, None)]
+    >>> _both_orders([JudgeSample(j, done) for j in js])
+    [(0, 0), (0, 2)]
+    """
+    by_order: dict[tuple[int, int], list[int | None]] = {}
+    for s in samples:
+        by_order.setdefault((s.judgment.i, s.judgment.j), []).append(s.judgment.winner)
+    return [(a, b) for (i, j), first in by_order.items() if i < j
+            for a, b in zip(first, by_order.get((j, i), [])) if a is not None and b is not None]

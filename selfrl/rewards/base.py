@@ -14,7 +14,7 @@ Callers go through :func:`compute_reward`, which turns a bare list into a
 >>> def is_two(batch):
 ...     return [float(c == "2") for c in batch.completions]
 >>> compute_reward(is_two, batch)
-RewardResult(scores=[1.0, 0.0], metrics={}, group_data={})
+RewardResult(scores=[1.0, 0.0], metrics={}, group_data={}, components={})
 >>> compute_reward(lambda b: [1.0], batch)
 Traceback (most recent call last):
 ...
@@ -80,11 +80,16 @@ class RewardResult:
     need later (SeRL's ``pseudo_label``, SERL's ``judge`` samples): name -> one value per
     group.  The trainer puts it on the rollout batch, where it follows its group through the
     filters; a reward never keeps it on itself for someone to read later.
+
+    ``components`` breaks ``scores`` down by part when a reward is made of parts (a
+    :class:`~selfrl.rewards.weighted.WeightedSum`): part name -> that part's own score of every
+    completion, before its weight.  The rollout samples show them beside each completion.
     """
 
     scores: list[float]
     metrics: dict[str, float] = field(default_factory=dict)
     group_data: dict[str, list] = field(default_factory=dict)
+    components: dict[str, list[float]] = field(default_factory=dict)
 
 
 Reward = Callable[[RewardBatch], RewardResult | Sequence[float]]
@@ -160,8 +165,10 @@ def compute_reward(reward: Reward, batch: RewardBatch) -> RewardResult:
     except Exception as e:  # say which reward failed; the cause stays chained
         raise RewardError(f"reward {name!r} raised {type(e).__name__}: {e}") from e
     if isinstance(out, RewardResult):
+        components = {str(part): check_scores(f"{name}/{part}", scores, len(batch))
+                      for part, scores in out.components.items()}
         return RewardResult(check_scores(name, out.scores, len(batch)), check_metrics(name, out.metrics),
-                            check_group_data(name, out.group_data, len(batch.groups())))
+                            check_group_data(name, out.group_data, len(batch.groups())), components)
     return RewardResult(check_scores(name, out, len(batch)))
 
 

@@ -4,7 +4,8 @@ For every component named ``n`` the metrics hold ``reward/n`` (the mean of its s
 and its own metrics as ``n/<metric>``.  Components must have distinct names (pass
 ``name=`` to tell two of the same kind apart) so their metrics cannot collide.  Their group
 data (:attr:`RewardResult.group_data`) is passed on under its own names, which must not
-collide either.
+collide either.  Each component's own scores (before its weight) come back in
+:attr:`RewardResult.components`, so a completion's reward can be read part by part.
 
 >>> from selfrl.rewards import AccuracyReward, FormatReward
 >>> batch = RewardBatch(["2+2?"] * 2, ["\\\\boxed{4}", "4"], [{"answer": "4"}] * 2, 2)
@@ -14,6 +15,8 @@ collide either.
 [1.5, 1.0]
 >>> result.metrics["reward/format"], result.metrics["format/format_fraction"]
 (0.5, 0.5)
+>>> result.components
+{'accuracy': [1.0, 1.0], 'format': [1.0, 0.0]}
 """
 
 from __future__ import annotations
@@ -67,10 +70,12 @@ class WeightedSum:
         total = [0.0] * len(batch)
         metrics: dict[str, float] = {}
         group_data: dict[str, list] = {}
+        components: dict[str, list[float]] = {}
         for reward, weight in self.components:
             part = compute_reward(reward, batch)
             total = [t + weight * s for t, s in zip(total, part.scores, strict=True)]
             n = reward_name(reward)
+            components[n] = part.scores
             metrics[f"reward/{n}"] = mean(part.scores)
             metrics.update({f"{n}/{k}": v for k, v in part.metrics.items()})
             clash = sorted(group_data.keys() & part.group_data.keys())
@@ -78,7 +83,7 @@ class WeightedSum:
                 raise RewardError(f"WeightedSum: reward {n!r} returns group data {clash} that another "
                                   f"component returns too")
             group_data.update(part.group_data)
-        return RewardResult(total, metrics, group_data)
+        return RewardResult(total, metrics, group_data, components)
 
 
 def _component(spec: Any) -> tuple[Reward, float]:

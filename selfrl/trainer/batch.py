@@ -28,8 +28,9 @@ class RolloutBatch:
 
     The batch is the only carrier of a step's data: what the reward found out about a group
     (SeRL's pseudo-label, SERL's judge samples) rides in ``group_data`` and follows its group
-    through :meth:`select_groups` and :meth:`concat`; recipes return changed copies
-    (:meth:`replace`) rather than editing a batch in place.
+    through :meth:`select_groups` and :meth:`concat` (and so do the reward's parts' scores,
+    ``reward_components``); recipes return changed copies (:meth:`replace`) rather than editing a
+    batch in place.
     """
 
     rows: list[dict]               # dataset row of each sequence's prompt
@@ -43,6 +44,10 @@ class RolloutBatch:
     scores: torch.Tensor | None = None          # (B,)
     group_data: dict[str, list] = field(default_factory=dict)  # name -> one value per group, from
     #   the reward (RewardResult.group_data)
+    reward_components: dict[str, list[float]] = field(default_factory=dict)  # part name -> one score
+    #   per sequence, before its weight (RewardResult.components)
+    filtered: RolloutBatch | None = None        # collect()'s output only: the groups the filters
+    #   dropped this step, never trained (the rollout samples show them)
     advantages: torch.Tensor | None = None      # (B, C)
     old_logprobs: torch.Tensor | None = None    # (B, C)
     ref_logprobs: torch.Tensor | None = None    # (B, C)
@@ -73,7 +78,8 @@ class RolloutBatch:
         out = RolloutBatch(pick(self.rows), pick(self.prompt_ids), pick(self.completion_ids),
                            pick(self.rollout_logprobs), pick(self.completions), pick(self.prompts),
                            pick(self.finish_reasons), self.group_size,
-                           group_data={k: [v[g] for g in groups] for k, v in self.group_data.items()})
+                           group_data={k: [v[g] for g in groups] for k, v in self.group_data.items()},
+                           reward_components={k: pick(v) for k, v in self.reward_components.items()})
         if self.scores is not None:
             out.scores = self.scores[torch.tensor(idx, dtype=torch.long)]
         return out
@@ -83,15 +89,18 @@ class RolloutBatch:
         """The batches one after the other, with their scores and group data (which must name the
         same things in every batch)."""
         first = batches[0]
-        if any(b.group_data.keys() != first.group_data.keys() for b in batches):
-            raise ValueError(f"cannot concatenate batches with different group data: "
-                             f"{sorted({k for b in batches for k in b.group_data})}")
+        for name, what in (("group_data", "group data"), ("reward_components", "reward parts")):
+            if any(getattr(b, name).keys() != getattr(first, name).keys() for b in batches):
+                raise ValueError(f"cannot concatenate batches with different {what}: "
+                                 f"{sorted({k for b in batches for k in getattr(b, name)})}")
         cat = lambda name: [x for b in batches for x in getattr(b, name)]  # noqa: E731
         out = RolloutBatch(cat("rows"), cat("prompt_ids"), cat("completion_ids"),
                            cat("rollout_logprobs"), cat("completions"), cat("prompts"),
                            cat("finish_reasons"), first.group_size,
                            group_data={k: [x for b in batches for x in b.group_data[k]]
-                                       for k in first.group_data})
+                                       for k in first.group_data},
+                           reward_components={k: [x for b in batches for x in b.reward_components[k]]
+                                              for k in first.reward_components})
         if all(b.scores is not None for b in batches):
             out.scores = torch.cat([b.scores for b in batches])  # (B,)
         return out
@@ -101,7 +110,7 @@ def merge_prepared(batches: list[RolloutBatch]) -> RolloutBatch:
     """Concatenate batches whose advantages (and old/ref logprobs) are already computed,
     padding the per-token tensors to the widest completion.  The result is for the update
     only: its groups (and their group data) are not kept."""
-    out = RolloutBatch.concat([b.replace(group_data={}) for b in batches])
+    out = RolloutBatch.concat([b.replace(group_data={}, reward_components={}) for b in batches])
     width = max(b.advantages.shape[1] for b in batches)
 
     def cat(name: str) -> torch.Tensor | None:

@@ -19,7 +19,7 @@ import torch
 PREFIX = "step-"
 # What a run writes into its folder: ``selfrl train --overwrite`` removes exactly these.
 RUN_ARTEFACTS = ("metrics.jsonl", "config.yaml", "checkpoints", "tensorboard", "eval", "selfplay", "plots",
-                 "wandb")
+                 "wandb", "rollouts.jsonl", "rollouts.1.jsonl", "report.html")
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:

@@ -68,6 +68,7 @@ from selfrl.trainer.lm_head import OutputHead
 from selfrl.trainer.logger import MetricsLogger, NullLogger
 from selfrl.trainer.progress import StepProgress
 from selfrl.trainer.recipe import Recipe, RecipeContext
+from selfrl.trainer.samples import RolloutSampleWriter
 from selfrl.trainer.schedule import make_adamw, make_scheduler
 
 if TYPE_CHECKING:  # annotations only: the command line validates the config and hands it in
@@ -87,6 +88,7 @@ class Trainer:
         self.run_dir = Path(cfg.logging.run_dir)
         self.nonfinite_streak = 0
         self.syncs = 0
+        self.samples: RolloutSampleWriter | None = None  # rank 0, inside fit()
         self._stop_signal: int | None = None
         self.dist, self.device = init_distributed(resolve_device(cfg.model.device))
         self.local_prompts = shard_size(cfg.train.prompts_per_step, self.dist.world_size)
@@ -216,6 +218,12 @@ class Trainer:
         logger = MetricsLogger(self.run_dir, cfg.logging.tensorboard, cfg.logging.wandb,
                                cfg.logging.wandb_project, config_to_dict(cfg),
                                drop_after=drop_after) if main else NullLogger()
+        log = cfg.logging
+        if main and log.samples_every:
+            self.samples = RolloutSampleWriter(
+                self.run_dir, log.samples_groups, int(log.samples_max_mb * 2**20), cfg.data.answer_field,
+                decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False),
+                drop_after=drop_after)
         summary: dict = {"run_dir": str(self.run_dir)}
         if self.step == 0 and cfg.eval.at_start and self.eval_rows:
             summary["before"] = self._evaluate_on_main()
@@ -248,7 +256,7 @@ class Trainer:
         """One RL step; returns its metrics."""
         self.step += 1
         t0 = time.perf_counter()
-        batch = self.collect()
+        batch = collected = self.collect()
         if not self.dist.any_true(len(batch) > 0):  # every group filtered out, in every process
             return self._skip_update(batch, time.perf_counter() - t0)
         parts = self.recipe.training_batches(batch)  # e.g. SERL's actor and judge samples
@@ -264,6 +272,7 @@ class Trainer:
                         "time/step": t3 - t0,
                         "lr": self.scheduler.get_last_lr()[0]})
         metrics.update(self.recipe.on_step_end(self.step, batch))
+        metrics.update(self._write_samples(collected, parts[0]))
         return metrics
 
     def _skip_update(self, batch: RolloutBatch, t_collect: float) -> dict:
@@ -272,7 +281,21 @@ class Trainer:
         metrics = {**batch.metrics, "update/skipped_empty": 1.0, "update/skipped_nonfinite": 0.0,
                    "time/collect": t_collect, "time/step": t_collect, "lr": self.scheduler.get_last_lr()[0]}
         metrics.update(self.recipe.on_step_end(self.step, batch))
+        metrics.update(self._write_samples(batch, None))
         return metrics
+
+    def _write_samples(self, collected: RolloutBatch, trained: RolloutBatch | None) -> dict:
+        """A few of the step's groups to ``RUN_DIR/rollouts.jsonl`` every ``logging.samples_every``
+        steps, from the batches already in hand: ``trained`` is the recipe's first training batch,
+        whose advantages are set (the collected groups, when it holds them; SERL's actor
+        sequences), else the collected batch is written without advantages."""
+        if self.samples is None or not self._should("samples"):
+            return {}
+        t = time.perf_counter()
+        same = trained is not None and len(trained) == len(collected) \
+            and trained.group_size == collected.group_size
+        self.samples.write(self.step, trained if same else collected, collected.filtered)
+        return {"time/samples": time.perf_counter() - t}
 
     def _sync_engine(self, batch: RolloutBatch) -> dict:
         """Give the rollout engine the updated weights before the next rollout.  Every
@@ -291,7 +314,8 @@ class Trainer:
         return {"rollout/sync_logprob_gap": gap}
 
     def _should(self, what: str) -> bool:
-        every = self.cfg.eval.every if what == "eval" else self.cfg.checkpoint.every
+        every = {"eval": self.cfg.eval.every, "checkpoint": self.cfg.checkpoint.every,
+                 "samples": self.cfg.logging.samples_every}[what]
         return self.step == self.cfg.train.steps or (every > 0 and self.step % every == 0)
 
     # --- named steps ------------------------------------------------------------------
@@ -326,7 +350,8 @@ class Trainer:
             finish_reasons=[c.finish_reason for _, c in flat], group_size=r.n)
 
     def score(self, batch: RolloutBatch) -> dict:
-        """Set ``batch.scores`` and ``batch.group_data`` from the reward; returns its metrics."""
+        """Set ``batch.scores``, ``batch.group_data`` and ``batch.reward_components`` from the reward;
+        returns its metrics."""
         result = compute_reward(self.reward, RewardBatch(batch.prompts, batch.completions, batch.rows,
                                                          batch.group_size))
         # float64: the estimators keep rewards that differ by 1e-4 exact (float32 would not)
@@ -336,6 +361,7 @@ class Trainer:
             cut = torch.tensor([r == "length" for r in batch.finish_reasons], dtype=torch.bool)  # (B,)
             batch.scores[cut] = truncated
         batch.group_data = result.group_data  # e.g. pseudo-labels, judge samples: they follow the group
+        batch.reward_components = result.components
         return result.metrics
 
     def collect(self) -> RolloutBatch:
@@ -371,7 +397,8 @@ class Trainer:
         # is zero only under group-normalised estimators) and never reaches a recipe's pools.
         out = RolloutBatch.concat(kept)
         missing = need - out.num_groups
-        self.recipe.on_collected(out, RolloutBatch.concat(dropped))
+        out.filtered = RolloutBatch.concat(dropped)
+        self.recipe.on_collected(out, out.filtered)
         out.metrics = self._collect_metrics(RolloutBatch.concat(seen), out, reward_metrics, attempts,
                                             missing, t_roll, t_score)
         return out
