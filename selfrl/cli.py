@@ -152,8 +152,15 @@ def _eval_suite(args: argparse.Namespace) -> None:
     from selfrl.eval.suite import load_suite, run_suite
     from selfrl.models import load_tokenizer
 
-    if args.data or args.benchmark:
-        raise CLIError("--suite names its benchmarks and their data: drop --data and --benchmark")
+    # How each benchmark is read is the suite file's to say: these flags would be silently lost.
+    defaults = {"data": None, "benchmark": None, "fewshot_data": None, "shots": None, "subset": None,
+                "category_field": None, "split": "test", "question_field": "question",
+                "answer_field": "answer"}
+    given = ["--" + name.replace("_", "-") for name, default in defaults.items()
+             if getattr(args, name) != default]
+    if given:
+        raise CLIError(f"--suite names each benchmark's data and how to read it (benchmark, data, split, "
+                       f"subset, shots, fewshot_data in the suite file): drop {', '.join(given)}")
     if not args.output:
         raise CLIError("--suite writes its table and every benchmark's samples into a folder: give "
                        "--output DIR")
@@ -164,7 +171,7 @@ def _eval_suite(args: argparse.Namespace) -> None:
         tokenizer = load_tokenizer(args.model)
         model, engine = _eval_engine(args, tokenizer)
         summary = run_suite(suite, model, tokenizer, args.output, base_dir=Path(args.suite).parent,
-                            engine=engine, settings=settings, prompt=prompt, progress=True)
+                            engine=engine, settings=settings, prompt=prompt, limit=args.limit, progress=True)
     except ConfigError as e:
         raise CLIError(str(e)) from None
     print((Path(args.output) / "results.md").read_text(), end="")

@@ -98,13 +98,13 @@ def test_a_suite_runs_every_benchmark_with_one_model_load_and_writes_one_table(t
     load = selfrl.models.load_causal_lm
     monkeypatch.setattr(selfrl.models, "load_causal_lm", lambda *a, **k: loads.append(a) or load(*a, **k))
     out = tmp_path / "suite"
-    assert _eval(tiny_model, "--suite", str(SUITE), *FAST, "--system-prompt", "Be exact.",
+    assert _eval(tiny_model, "--suite", str(SUITE), *FAST, "--system-prompt", "Be exact.", "--limit", "3",
                  "--output", str(out)) == 0
     assert len(loads) == 1
     names = ["gsm8k", "math500", "aime24", "aime25", "amc", "minerva", "olympiadbench", "mmlu_pro"]
     results = json.loads((out / "results.json").read_text())["benchmarks"]
     assert [r["name"] for r in results] == names
-    assert [r["metrics"]["n_problems"] for r in results] == [4, 6, 2, 2, 2, 2, 3, 3]
+    assert [r["metrics"]["n_problems"] for r in results] == [3, 3, 2, 2, 2, 2, 3, 3]  # --limit 3
     table = (out / "results.md").read_text()
     assert table.splitlines()[0] == ("| benchmark | problems | greedy pass@1 | avg@2 | maj@1 | pass@1 | "
                                      "maj@2 | pass@2 | unparsable gold |")
@@ -136,6 +136,8 @@ def test_suite_errors_name_the_key(tiny_model, tmp_path, capsys):
     path.write_text("benchmarks: [{benchmark: gsm8k, data: x}]")
     assert _eval(tiny_model, "--suite", str(path)) == 2
     assert "give --output DIR" in capsys.readouterr().err
+    assert _eval(tiny_model, "--suite", str(path), "--output", "x", "--split", "train", "--shots", "0") == 2
+    assert "shots, fewshot_data in the suite file): drop --shots, --split" in capsys.readouterr().err
 
 
 # --- comparing two models ------------------------------------------------------------------------

@@ -129,10 +129,11 @@ def _resolve(data: str, base: Path) -> str:
 
 def run_suite(suite: Suite, model, tokenizer, output: str | os.PathLike, base_dir: str | os.PathLike = ".",
               engine=None, settings: dict[str, Any] | None = None, prompt: dict[str, Any] | None = None,
-              progress: bool = False) -> dict:
+              limit: int = 0, progress: bool = False) -> dict:
     """Evaluate every benchmark of ``suite`` with one model (``engine``: vLLM's, else an HF engine
     over ``model``); write the per-benchmark outputs and the table into ``output``; returns what
-    ``results.json`` holds.  ``settings`` and ``prompt`` (the command line's) override the suite's."""
+    ``results.json`` holds.  ``settings``, ``prompt`` and ``limit`` (the command line's) override
+    the suite's."""
     output, base = Path(output), Path(base_dir)
     results = []
     for i, entry in enumerate(suite.benchmarks):
@@ -142,7 +143,7 @@ def run_suite(suite: Suite, model, tokenizer, output: str | os.PathLike, base_di
         fewshot = _resolve(entry.fewshot_data, base) if entry.fewshot_data else None
         rows = load_benchmark(entry.benchmark, data, split=entry.split, subset=entry.subset,
                               shots=entry.shots, fewshot_source=fewshot)
-        rows = rows[:entry.limit] if entry.limit else rows
+        rows = rows[:limit or entry.limit] if limit or entry.limit else rows
         metrics, samples = evaluate(model, tokenizer, rows, suite.entry_settings(i, settings),
                                     prompt_format=fmt, engine=engine, progress=progress,
                                     category_field="category" if "category" in rows[0] else None,
