@@ -39,7 +39,7 @@ class ModelConfig(StrictModel):
 class DataConfig(PromptOptions):
     """Where the prompts come from; the prompt options (``prompt_template``, ``system_prompt``,
     ``chat_template``, ``chat_template_file``, ``chat_template_kwargs``, ``max_prompt_tokens``,
-    ``long_prompts``) are :class:`selfrl.prompts.PromptOptions`', shared with ``selfrl eval``."""
+    ``long_prompts``) are :class:`selfrl.prompts.PromptOptions`, shared with ``selfrl eval``."""
 
     train: str = Field("data/arith/train.jsonl", description="training prompts (JSONL/Parquet/dataset)")
     eval: str | None = Field("data/arith/test.jsonl", description="held-out set for periodic evaluation")
@@ -66,10 +66,12 @@ class DataConfig(PromptOptions):
     def _known_benchmark(cls, name: str | None) -> str | None:
         from selfrl.eval.benchmarks import BENCHMARKS
 
-        try:
-            return None if name is None else BENCHMARKS.get(name) and name
-        except KeyError as e:  # the registry's message: the name, close matches, the valid names
-            raise ValueError(str(e)) from None
+        if name is not None and name not in BENCHMARKS:
+            try:
+                BENCHMARKS.get(name)
+            except KeyError as e:  # the registry's message: the name, close matches, the valid names
+                raise ValueError(str(e)) from None
+        return name
 
     @model_validator(mode="after")
     def _check_benchmark_fields(self) -> DataConfig:

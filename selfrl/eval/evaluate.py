@@ -128,7 +128,8 @@ def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings | No
     settings = settings or EvalSettings()
     fmt = prompt_format or PromptFormat()
     extract, equal = _mode_fns(settings.mode)
-    engine = engine or HFEngine(model, tokenizer, batch_size=settings.batch_size, progress=progress)
+    if engine is None:
+        engine = HFEngine(model, tokenizer, batch_size=settings.batch_size, progress=progress)
     all_ids = [str(r.get("id", i)) for i, r in enumerate(rows, start=1)]
     fitted = fmt.fit(tokenizer, list(rows), question_field)
     if not fitted.kept:

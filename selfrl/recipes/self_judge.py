@@ -65,11 +65,11 @@ class _SelfJudgeRecipe(Recipe):
 
     def _judge(self) -> SelfJudgeReward:
         engine, tokenizer, prompt_format = self.ctx.engine, self.ctx.tokenizer, self.ctx.prompt_format
-        if self.args.judge_model:  # another model: its own tokenizer and chat template
-            prompt_format = None
+        if self.args.judge_model:
             from selfrl.models import load_causal_lm, load_tokenizer
             from selfrl.rollout.hf import HFEngine
 
+            prompt_format = None  # another model: its own tokenizer and chat template
             tokenizer = load_tokenizer(self.args.judge_model)
             model = load_causal_lm(self.args.judge_model, device=str(self.ctx.device)).eval()
             engine = HFEngine(model, tokenizer, batch_size=self.cfg.rollout.batch_size)
