@@ -95,41 +95,165 @@ def print_build_report(report: dict) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from selfrl.data.io import read_rows
     from selfrl.eval.evaluate import evaluate
-    from selfrl.models import load_causal_lm, load_tokenizer, resolve_model_path
-    from selfrl.prompts import PromptFormat
+    from selfrl.models import load_tokenizer, resolve_model_path
 
     resolve_model_path(args.model)  # a missing model is reported before any work starts
-    settings = _eval_settings(args)
-    fmt = PromptFormat(args.prompt_template, args.system_prompt, not args.no_chat_template)
-    required = [args.answer_field] + ([] if args.prompt_field_ok else [args.question_field]) + fmt.fields()
-    rows = read_rows(args.data, required=required, split=args.split, subset=args.subset)
+    if args.suite:
+        return _eval_suite(args)
+    if not args.data:
+        raise CLIError("give the problems to evaluate: --data FILE (with --benchmark NAME for a benchmark's "
+                       "own schema), or --suite SUITE.yaml")
+    if args.benchmark:
+        rows, settings, fmt, fields = _benchmark_rows(args)
+    else:
+        settings, fmt = _eval_settings(args), _prompt_options(args).prompt_format()
+        fields = {"question_field": args.question_field, "answer_field": args.answer_field,
+                  "category_field": args.category_field}
+        question = [] if args.prompt_field_ok else [args.question_field]
+        required = [args.answer_field, *question, *fmt.fields()]
+        rows = read_rows(args.data, required=required, split=args.split, subset=args.subset)
     if args.limit:
         rows = rows[:args.limit]
     tokenizer = load_tokenizer(args.model)
-    model = load_causal_lm(args.model, device=args.device)
-    metrics, samples = evaluate(model, tokenizer, rows, settings, question_field=args.question_field,
-                                answer_field=args.answer_field, category_field=args.category_field,
-                                progress=True, prompt_format=fmt)
-    print_metrics(metrics, title=f"{args.model} on {args.data}")
+    model, engine = _eval_engine(args, tokenizer)
+    metrics, samples = evaluate(model, tokenizer, rows, settings, progress=True, prompt_format=fmt,
+                                engine=engine, **fields)
+    print_metrics(metrics, title=f"{args.model} on {args.data}" + (f" ({args.benchmark})" if args.benchmark
+                                                                  else ""))
     if args.output:
         _write_outputs(args.output, metrics, "samples.jsonl", samples)
 
 
-def _eval_settings(args: argparse.Namespace):
-    """The :class:`~selfrl.eval.evaluate.EvalSettings` of ``selfrl eval``'s flags; a bad value is a
-    one-line error naming its flag."""
-    from pydantic import ValidationError
+def _benchmark_rows(args: argparse.Namespace):
+    """``--benchmark``: its rows read in their published schema, its answer checking, its prompt
+    (unless ``--prompt-template``), and the evaluation's field names."""
+    from selfrl.eval.benchmarks import BENCHMARKS, load_benchmark
 
+    if (args.question_field, args.answer_field, args.category_field) != ("question", "answer", None):
+        raise CLIError(f"--benchmark {args.benchmark} reads its rows in their published schema: drop "
+                       f"--question-field, --answer-field and --category-field")
+    bench = BENCHMARKS.get(args.benchmark)
+    settings = _eval_settings(args, mode=bench.mode)
+    fmt = _prompt_options(args).prompt_format(bench.prompt)
+    rows = load_benchmark(args.benchmark, args.data, split=args.split, subset=args.subset, shots=args.shots,
+                          fewshot_source=args.fewshot_data)
+    missing = [f for f in fmt.fields() if f not in rows[0]]
+    if missing:
+        raise CLIError(f"--prompt-template: {args.benchmark} rows have no field {missing[0]!r} (fields: "
+                       f"{', '.join(sorted(rows[0]))})")
+    fields = {"category_field": "category" if "category" in rows[0] else None,
+              "group_field": "group" if "group" in rows[0] else None}
+    return rows, settings, fmt, fields
+
+
+def _eval_suite(args: argparse.Namespace) -> None:
+    """``selfrl eval --suite``: every benchmark of the suite with one model load, one table."""
+    from selfrl.config import ConfigError
+    from selfrl.eval.suite import load_suite, run_suite
+    from selfrl.models import load_tokenizer
+
+    # How each benchmark is read is the suite file's to say: these flags would be silently lost.
+    defaults = {"data": None, "benchmark": None, "fewshot_data": None, "shots": None, "subset": None,
+                "category_field": None, "split": "test", "question_field": "question",
+                "answer_field": "answer"}
+    given = ["--" + name.replace("_", "-") for name, default in defaults.items()
+             if getattr(args, name) != default]
+    if given:
+        raise CLIError(f"--suite names each benchmark's data and how to read it (benchmark, data, split, "
+                       f"subset, shots, fewshot_data in the suite file): drop {', '.join(given)}")
+    if not args.output:
+        raise CLIError("--suite writes its table and every benchmark's samples into a folder: give "
+                       "--output DIR")
+    settings = _explicit_flags(args, _eval_settings_fields())
+    prompt = _explicit_flags(args, _prompt_fields())
+    try:
+        suite = load_suite(args.suite)
+        tokenizer = load_tokenizer(args.model)
+        model, engine = _eval_engine(args, tokenizer)
+        summary = run_suite(suite, model, tokenizer, args.output, base_dir=Path(args.suite).parent,
+                            engine=engine, settings=settings, prompt=prompt, limit=args.limit, progress=True)
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
+    print((Path(args.output) / "results.md").read_text(), end="")
+    print(f"wrote {Path(args.output) / 'results.md'}, results.json and {len(summary['benchmarks'])} "
+          f"folders of samples")
+
+
+def _eval_engine(args: argparse.Namespace, tokenizer):
+    """``(model, engine)``: the HF model (the engine built by the evaluation), or vLLM's engine
+    (``--engine vllm``; no HF model is loaded)."""
+    from selfrl.models import load_causal_lm, pick_dtype, resolve_model_path
+
+    if args.engine == "hf":
+        return load_causal_lm(args.model, device=args.device, dtype=args.dtype), None
+    import torch
+
+    from selfrl.rollout.vllm import VLLMEngine
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+    try:
+        engine = VLLMEngine(resolve_model_path(args.model), tokenizer,
+                            gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                            kv_cache_gib=args.vllm_kv_cache_gib, dtype=dtype[pick_dtype(device, args.dtype)])
+    except ImportError as e:
+        raise CLIError(f"--engine vllm: {str(e).splitlines()[0]}") from None
+    return None, engine
+
+
+def _eval_settings_fields() -> dict[str, str]:
+    """EvalSettings' fields and their flags."""
     from selfrl.eval.evaluate import EvalSettings
 
-    given = {name: getattr(args, name) for name in EvalSettings.model_fields}
+    special = {"ks": "--k", "greedy": "--no-greedy"}
+    return {name: special.get(name, "--" + name.replace("_", "-")) for name in EvalSettings.model_fields}
+
+
+def _prompt_fields() -> dict[str, str]:
+    """PromptOptions' fields and their flags."""
+    from selfrl.prompts import PromptOptions
+
+    return {name: "--no-chat-template" if name == "chat_template" else "--" + name.replace("_", "-")
+            for name in PromptOptions.model_fields}
+
+
+def _explicit_flags(args: argparse.Namespace, fields: dict[str, str]) -> dict:
+    """The options among ``fields`` given on the command line (flags left out are None)."""
+    return {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+
+
+def _validated(schema, args: argparse.Namespace, fields: dict[str, str], across: str, **fixed):
+    """``schema`` from the flags given (and ``fixed``); a bad value is a one-line error naming its
+    flag (``across``: the flags a check across fields names)."""
+    from pydantic import ValidationError
+
     try:
-        return EvalSettings(**{k: v for k, v in given.items() if v is not None})
+        return schema(**{**_explicit_flags(args, fields), **fixed})
     except ValidationError as e:
         error = e.errors()[0]
-        # A field's own check names its flag; the one check across fields is ks against n.
-        flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "--k, --n"
+        flag = fields.get(str(error["loc"][0]), "--" + str(error["loc"][0])) if error["loc"] else across
         raise CLIError(f"{flag}: {error['msg'].removeprefix('Value error, ')}") from None
+
+
+def _eval_settings(args: argparse.Namespace, mode: str | None = None):
+    """The :class:`~selfrl.eval.evaluate.EvalSettings` of ``selfrl eval``'s flags; ``mode``: the
+    benchmark's (another ``--mode`` is an error)."""
+    from selfrl.eval.evaluate import EvalSettings
+
+    fields = _eval_settings_fields()
+    if mode is None:
+        return _validated(EvalSettings, args, fields, "--k, --n")
+    if args.mode not in (None, mode):
+        raise CLIError(f"--mode: --benchmark {args.benchmark} is scored in mode {mode}")
+    return _validated(EvalSettings, args, fields, "--k, --n", mode=mode)
+
+
+def _prompt_options(args: argparse.Namespace):
+    """The :class:`~selfrl.prompts.PromptOptions` of ``selfrl eval``'s prompt flags."""
+    from selfrl.prompts import PromptOptions
+
+    return _validated(PromptOptions, args, _prompt_fields(),
+                      "--no-chat-template, --chat-template-file, --chat-template-kwargs")
 
 
 def _write_outputs(folder: str, metrics: dict, rows_name: str, rows: list[dict]) -> None:
@@ -178,21 +302,34 @@ def _eval_samples(path: str) -> list[dict]:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from selfrl.eval.suite import compare_samples, compare_suites, comparison_table, sample_scores
     from selfrl.judging.evaluate import head_to_head
 
+    if all((Path(p) / "results.json").is_file() for p in (args.a, args.b)):  # two suites
+        try:
+            rows = compare_suites(args.a, args.b, args.by)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        print(f"A: {args.a}\nB: {args.b}\n\n" + comparison_table(rows, args.by), end="")
+        if args.output:
+            Path(args.output).write_text(json.dumps({"by": args.by, "benchmarks": rows}, indent=2) + "\n")
+        return
     a, b = _eval_samples(args.a), _eval_samples(args.b)
-    if [r["prompt"] for r in a] != [r["prompt"] for r in b]:
-        raise CLIError(f"{args.a} and {args.b} are not evaluations of the same problems in the same order")
-    field = f"{args.by}_correct"
     for name, rows in ((args.a, a), (args.b, b)):
-        if field not in rows[0]:
-            have = sorted(k[:-len("_correct")] for k in rows[0] if k.endswith("_correct"))
-            raise CLIError(f"{name}: no '{field}' (evaluated with: {', '.join(have) or 'nothing'})")
-    result = head_to_head([bool(r[field]) for r in a], [bool(r[field]) for r in b])
-    result["a_accuracy"] = sum(bool(r[field]) for r in a) / len(a)
-    result["b_accuracy"] = sum(bool(r[field]) for r in b) / len(b)
+        try:
+            sample_scores(rows, args.by)
+        except ValueError as e:
+            raise CLIError(f"{name}: {e}") from None
+    try:
+        result = compare_samples(a, b, args.by)
+    except ValueError as e:
+        raise CLIError(f"{args.a} and {args.b} are {e}") from None
+    if args.by != "avg":  # wins and losses need a right-or-wrong answer per problem
+        result.update(head_to_head([s > 0.5 for s in sample_scores(a, args.by)],
+                                   [s > 0.5 for s in sample_scores(b, args.by)]))
+    result["a_accuracy"], result["b_accuracy"] = result.pop("a"), result.pop("b")
     print(f"A: {args.a}\nB: {args.b}")
-    print_metrics(result, title=f"A against B ({args.by} answers, by the ground truth)")
+    print_metrics(result, title=f"A against B ({args.by} answers, by the ground truth; delta = A - B)")
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
 
@@ -204,8 +341,13 @@ def print_metrics(metrics: dict, title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    stderr = metrics.get("stderr", {})
     for key, value in metrics.items():
-        if isinstance(value, dict):
+        if key == "stderr":  # beside each mean instead
+            continue
+        if key in stderr:
+            table.add_row(key, f"{value:.1%} ± {stderr[key]:.1%}")
+        elif isinstance(value, dict):
             for sub, v in value.items():
                 table.add_row(f"{key}/{sub}", f"{v:.1%}")
         elif isinstance(value, float):
@@ -478,38 +620,96 @@ def _add_data_commands(sub) -> None:
 
 
 def _add_eval_settings_flags(ev) -> None:
-    """``selfrl eval``'s measuring flags, their defaults and help taken from ``EvalSettings``
-    (written there once; a training run's ``eval`` section reuses them)."""
+    """``selfrl eval``'s measuring flags, their help taken from ``EvalSettings`` (written there
+    once; a training run's ``eval`` section reuses them).  A flag left out is None: the default,
+    or a suite's own setting."""
     from typing import get_args
 
     from selfrl.eval.evaluate import EvalSettings
 
     f = EvalSettings.model_fields
-    ev.add_argument("--n", type=int, default=f["n"].default, help=f["n"].description)
+    ev.add_argument("--n", type=int, default=None, help=f"{f['n'].description} (default {f['n'].default})")
     ev.add_argument("--k", dest="ks", type=_int_list, default=None,
                     help=f["ks"].description + "; comma-separated, e.g. 1,4,16")
     for name, kind in (("temperature", float), ("top_p", float), ("max_new_tokens", int),
                        ("batch_size", int), ("seed", int)):
-        ev.add_argument("--" + name.replace("_", "-"), type=kind, default=f[name].default,
-                        help=f[name].description)
-    ev.add_argument("--mode", choices=get_args(f["mode"].annotation), default=f["mode"].default,
-                    help=f["mode"].description)
-    ev.add_argument("--no-greedy", dest="greedy", action="store_false", help="skip the greedy pass")
+        ev.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                        help=f"{f[name].description} (default {f[name].default})")
+    ev.add_argument("--mode", choices=get_args(f["mode"].annotation), default=None,
+                    help=f"{f['mode'].description} (default {f['mode'].default}; a benchmark sets its own)")
+    ev.add_argument("--no-greedy", dest="greedy", action="store_const", const=False, default=None,
+                    help="skip the greedy pass")
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, e.g. '{{\"enable_thinking\": false}}' "
+                                         f"({e.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _add_prompt_flags(ev) -> None:
+    """``selfrl eval``'s prompt flags, their help taken from ``PromptOptions`` (the same options as
+    a training run's ``data`` section).  A flag left out is None: the default, or a suite's own."""
+    from typing import get_args
+
+    from selfrl.prompts import PromptOptions
+
+    f = PromptOptions.model_fields
+    ev.add_argument("--prompt-template", default=None, help=f["prompt_template"].description)
+    ev.add_argument("--system-prompt", default=None, help=f["system_prompt"].description)
+    ev.add_argument("--no-chat-template", dest="chat_template", action="store_const", const=False,
+                    default=None, help="feed the prompt text as it stands, without a chat template")
+    ev.add_argument("--chat-template-file", default=None, help=f["chat_template_file"].description)
+    ev.add_argument("--chat-template-kwargs", type=_json_object, default=None,
+                    help=f["chat_template_kwargs"].description + "; a JSON object")
+    ev.add_argument("--max-prompt-tokens", type=int, default=None, help=f["max_prompt_tokens"].description)
+    ev.add_argument("--long-prompts", choices=get_args(f["long_prompts"].annotation), default=None,
+                    help=f"{f['long_prompts'].description} (default {f['long_prompts'].default})")
+
+
+def _add_engine_flags(ev) -> None:
+    """``--engine`` and vLLM's memory flags, their help taken from the run config's ``rollout``."""
+    from selfrl.config.schema import ModelConfig, RolloutConfig
+
+    f = RolloutConfig.model_fields
+    ev.add_argument("--engine", choices=("hf", "vllm"), default="hf",
+                    help="hf: transformers on --device; vllm: vLLM (pip install 'selfrl[vllm]'; no HF model "
+                         "is loaded)")
+    ev.add_argument("--vllm-gpu-memory-utilization", type=float,
+                    default=f["vllm_gpu_memory_utilization"].default,
+                    help=f["vllm_gpu_memory_utilization"].description)
+    ev.add_argument("--vllm-kv-cache-gib", type=float, default=None, help=f["vllm_kv_cache_gib"].description)
+    ev.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                    help=ModelConfig.model_fields["dtype"].description)
 
 
 def _add_eval_command(sub) -> None:
     """``selfrl eval``, ``eval-judge`` and ``compare``."""
-    ev = sub.add_parser("eval", help="greedy pass@1, avg@n, maj@k and pass@k of a model on a data set")
+    from selfrl.eval.benchmarks import BENCHMARKS
+
+    ev = sub.add_parser("eval", help="greedy pass@1, avg@n, maj@k and pass@k of a model on a data set, a "
+                                     "benchmark or a suite of benchmarks")
     ev.add_argument("--model", required=True, help="local model folder, 'tiny-arith', or a hub name")
-    ev.add_argument("--data", required=True, help="JSONL or Parquet file, or a Hugging Face dataset name")
+    ev.add_argument("--data", default=None, help="JSONL or Parquet file, a dataset folder, or a Hugging Face "
+                                                 "dataset name")
+    ev.add_argument("--benchmark", choices=BENCHMARKS.names(), default=None,
+                    help="read --data in this benchmark's published schema, with its prompt and its scoring")
+    ev.add_argument("--fewshot-data", default=None,
+                    help="--benchmark mmlu_pro: the validation rows its 5-shot prompt takes its examples "
+                         "from (default: --data's validation split, when --data is a dataset folder)")
+    ev.add_argument("--shots", type=int, default=None, help="few-shot examples (default: the benchmark's)")
+    ev.add_argument("--suite", default=None,
+                    help="a suite YAML: several benchmarks, one model load, one table in --output "
+                         "(flags given here override the suite's settings and prompts)")
     _add_eval_settings_flags(ev)
+    _add_prompt_flags(ev)
+    _add_engine_flags(ev)
     ev.add_argument("--question-field", default="question")
-    ev.add_argument("--prompt-template", default=None,
-                    help="the user turn with {field} placeholders, e.g. \"{question} Answer with the final "
-                         "number as 'The answer is N.'\" (default: the row's chat prompt, else its question)")
-    ev.add_argument("--system-prompt", default=None, help="a system turn before the user turn")
-    ev.add_argument("--no-chat-template", action="store_true",
-                    help="feed the prompt text as it stands, without the tokenizer's chat template")
     ev.add_argument("--answer-field", default="answer")
     ev.add_argument("--category-field", default=None, help="report accuracy per category")
     ev.add_argument("--split", default="test", help="split of a dataset (a hub name or a local folder)")
@@ -538,10 +738,13 @@ def _add_eval_command(sub) -> None:
     judge.add_argument("--output", default=None, help="folder for metrics.json and verdicts.jsonl")
     judge.set_defaults(func=cmd_eval_judge)
 
-    cmp_ = sub.add_parser("compare", help="two evaluations head to head by the ground truth")
-    cmp_.add_argument("a", help="an 'selfrl eval --output' folder (or its samples.jsonl): model A")
+    cmp_ = sub.add_parser("compare", help="two evaluations (or two suites) head to head by the ground truth")
+    cmp_.add_argument("a", help="a 'selfrl eval --output' folder (or its samples.jsonl), or a suite's: "
+                                "model A")
     cmp_.add_argument("b", help="the same for model B, on the same problems")
-    cmp_.add_argument("--by", default="greedy", help="which answers: greedy (default) or maj@K")
+    cmp_.add_argument("--by", default="greedy",
+                      help="which answers: greedy (default), avg (the share of the samples that are right) "
+                           "or maj@K")
     cmp_.add_argument("--output", default=None, help="JSON file for the result")
     cmp_.set_defaults(func=cmd_compare)
 

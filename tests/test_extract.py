@@ -100,6 +100,44 @@ def test_equivalent_false(a, b):
     assert not equivalent(a, b)
 
 
+# The benchmarks' awkward golds (issue 23): GSM8K's thousands, MATH's \dfrac, \text{}, units,
+# intervals and matrices, OlympiadBench's several answers, Minerva's scientific notation.
+@pytest.mark.parametrize("gold, pred", [
+    ("1500", "1,500"),
+    ("\\dfrac{3}{4}", "\\frac34"),
+    ("\\dfrac{3}{4}", "0.75"),
+    ("\\text{(C)}", "C"),
+    ("\\text{Ann}", "Ann"),
+    ("5\\text{ cm}", "5"),
+    ("90^\\circ", "90"),
+    ("10\\%", "10"),
+    ("(-2, 2)", "(-2,2)"),
+    ("[1,4)", "[1, 4)"),
+    ("(-\\infty, 2]", "(-\\infty,2]"),
+    ("\\begin{pmatrix} 3 \\\\ 8 \\end{pmatrix}", "\\begin{pmatrix}3\\\\8\\end{pmatrix}"),
+    ("3, -3", "-3, 3"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)"),
+    ("1.3e-3", "0.0013"),
+    ("3.83e35", "3.83 \\times 10^{35}"),
+])
+def test_benchmark_golds_match_equal_answers(gold, pred):
+    assert gold_parses(gold)
+    assert grade(pred, gold).correct
+    assert grade(extract_answer(f"so \\boxed{{{pred}}}."), gold).correct  # as a completion writes it
+
+
+@pytest.mark.parametrize("gold, pred", [
+    ("(-2, 2)", "[-2, 2]"),  # an open interval is not the closed one
+    ("[1,4)", "[1,4]"),
+    ("\\begin{pmatrix} 3 \\\\ 8 \\end{pmatrix}", "\\begin{pmatrix}3\\\\9\\end{pmatrix}"),
+    ("\\text{Ann}", "\\text{Bob}"),
+    ("3.83e35", "3.84e35"),
+    ("1000000000", "1000000001"),  # the relative tolerance of plain numbers is tiny
+])
+def test_benchmark_golds_reject_different_answers(gold, pred):
+    assert not grade(pred, gold).correct
+
+
 def test_grade_boxed_vs_decimal_gold():
     g = grade(extract_answer("so \\boxed{3}"), "3.0")
     assert g.correct is True and g.gold_parsed is True

@@ -1,8 +1,10 @@
 """The vLLM rollout engine for real (runs only where vLLM is installed: CI's ``.venv-vllm``).
 
 Greedy parity with the HF engine on the embedded model, seeded sampling, weight sync with a
-check that can fail (and does when the sync is skipped), a LoRA model's merged weights, and
-RLVR steps through the trainer with ``rollout.engine=vllm``.  One vLLM engine is shared by the
+check that can fail (and does when the sync is skipped), a LoRA model's merged weights,
+RLVR steps through the trainer with ``rollout.engine=vllm``, and evaluation through vLLM
+(``selfrl eval --engine vllm`` on a benchmark and a suite, in-training evaluation) giving the HF
+engine's greedy answers.  One vLLM engine is shared by the
 module (~3 s to start on a CPU with a fixed 0.25 GiB KV cache); the trainer test builds its own.
 """
 
@@ -20,10 +22,13 @@ import torch
 
 pytest.importorskip("vllm")
 
+from selfrl.cli import main  # noqa: E402
 from selfrl.config.schema import RunConfig  # noqa: E402
 from selfrl.data.arith import ArithGenerator, ArithSpec  # noqa: E402
-from selfrl.eval.evaluate import prompt_ids  # noqa: E402
+from selfrl.eval.benchmarks import BENCHMARKS, load_benchmark  # noqa: E402
+from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids  # noqa: E402
 from selfrl.models import embedded_model_path, load_causal_lm, load_tokenizer  # noqa: E402
+from selfrl.prompts import PromptOptions  # noqa: E402
 from selfrl.recipes import build_trainer  # noqa: E402
 from selfrl.rollout.base import SamplingParams  # noqa: E402
 from selfrl.rollout.hf import HFEngine  # noqa: E402
@@ -31,6 +36,7 @@ from selfrl.rollout.vllm import VLLMEngine, WeightSyncError  # noqa: E402
 from selfrl.trainer.trainer import TrainingStopped  # noqa: E402
 
 KV_CACHE_GIB = 0.25  # a fixed size: vLLM's CPU worker then skips its memory profiling (~20 s)
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "benchmarks"
 SYNCED_GAP = 1e-3  # fp32 on both sides: measured gaps are ~1e-5
 
 
@@ -204,3 +210,58 @@ def test_bench_step_compares_hf_and_vllm_generation(tmp_path):
     for engine in ("hf", "vllm"):
         assert g[engine]["tokens_per_s"] > 0 and 0 < g[engine]["generated_tokens_per_round"] <= 2 * 2 * 8
     assert g["vllm_over_hf_tokens_per_s"] > 0
+
+
+# --- evaluation through vLLM (issue 23) ------------------------------------------------------------
+
+def test_evaluation_through_vllm_gives_the_hf_engines_greedy_answers(engine, hf_model, tokenizer):
+    rows = load_benchmark("gsm8k", EXAMPLES / "gsm8k.jsonl")
+    rows += load_benchmark("math500", EXAMPLES / "math500.jsonl")
+    fmt = PromptOptions().prompt_format(BENCHMARKS.get("gsm8k").prompt)
+    greedy = EvalSettings(n=0, max_new_tokens=48)
+    ours, our_samples = evaluate(None, tokenizer, rows, greedy, prompt_format=fmt, engine=engine)
+    ref, ref_samples = evaluate(hf_model, tokenizer, rows, greedy, prompt_format=fmt)
+    assert [s["greedy"] for s in our_samples] == [s["greedy"] for s in ref_samples]
+    assert ours == ref
+    sampled, samples = evaluate(None, tokenizer, rows[:2], EvalSettings(n=4, ks=(1, 4), max_new_tokens=16),
+                                prompt_format=fmt, engine=engine)
+    assert all(len(s["samples"]) == 4 for s in samples) and {"avg@4", "maj@4", "pass@4"} <= set(sampled)
+
+
+def _greedy_texts(folder: Path) -> list[str]:
+    return [json.loads(line)["greedy"] for line in (folder / "samples.jsonl").read_text().splitlines()]
+
+
+def test_selfrl_eval_engine_vllm_matches_hf_on_a_benchmark_and_a_suite(tmp_path):
+    quick = ["eval", "--model", "tiny-arith", "--n", "0", "--max-new-tokens", "32", "--dtype", "fp32"]
+    vllm = quick + ["--engine", "vllm", "--vllm-kv-cache-gib", str(KV_CACHE_GIB)]
+    gsm8k = ["--benchmark", "gsm8k", "--data", str(EXAMPLES / "gsm8k.jsonl")]
+    assert main(vllm + gsm8k + ["--output", str(tmp_path / "v")]) == 0
+    assert main(quick + gsm8k + ["--output", str(tmp_path / "h")]) == 0
+    assert _greedy_texts(tmp_path / "v") == _greedy_texts(tmp_path / "h")
+
+    suite = ["--suite", str(EXAMPLES / "suite.yaml")]
+    assert main(vllm + suite + ["--output", str(tmp_path / "vs")]) == 0
+    assert main(quick + suite + ["--output", str(tmp_path / "hs")]) == 0
+    names = [r["name"] for r in json.loads((tmp_path / "hs" / "results.json").read_text())["benchmarks"]]
+    assert "mmlu_pro" in names
+    for name in names:
+        assert _greedy_texts(tmp_path / "vs" / name) == _greedy_texts(tmp_path / "hs" / name), name
+    assert (tmp_path / "vs" / "results.md").read_text() == (tmp_path / "hs" / "results.md").read_text()
+
+
+def test_in_training_evaluation_samples_with_the_vllm_engine(make_config):
+    cfg = make_config("vllm-eval", extra={
+        "model": {"path": "tiny-arith"},
+        "rollout": {"engine": "vllm", "vllm_kv_cache_gib": KV_CACHE_GIB},
+        "eval": {"limit": 6, "max_new_tokens": 24}})
+    trainer = build_trainer(RunConfig.model_validate(cfg))
+    calls = []
+    generate = trainer.engine.generate
+    trainer.engine.generate = lambda *a, **k: calls.append(len(a[0])) or generate(*a, **k)
+    eval_file = Path(cfg["logging"]["run_dir"]) / "eval" / "step-000000.jsonl"
+    with_vllm = trainer.evaluate()
+    vllm_samples = eval_file.read_text()
+    assert calls == [6]  # the greedy pass went through vLLM
+    trainer.engine = HFEngine(trainer.model, trainer.tokenizer)
+    assert trainer.evaluate() == with_vllm and eval_file.read_text() == vllm_samples

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from selfrl.config.loader import ConfigError, StrictModel, validate_section
 from selfrl.eval.evaluate import EvalSettings
+from selfrl.prompts import PromptOptions
 
 
 class LoraConfig(StrictModel):
@@ -35,9 +36,17 @@ class ModelConfig(StrictModel):
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward")
 
 
-class DataConfig(StrictModel):
+class DataConfig(PromptOptions):
+    """Where the prompts come from; the prompt options (``prompt_template``, ``system_prompt``,
+    ``chat_template``, ``chat_template_file``, ``chat_template_kwargs``, ``max_prompt_tokens``,
+    ``long_prompts``) are :class:`selfrl.prompts.PromptOptions`, shared with ``selfrl eval``."""
+
     train: str = Field("data/arith/train.jsonl", description="training prompts (JSONL/Parquet/dataset)")
     eval: str | None = Field("data/arith/test.jsonl", description="held-out set for periodic evaluation")
+    benchmark: str | None = Field(
+        None, description="read data.train and data.eval in a benchmark's published schema (gsm8k, math500, "
+                          "aime, mmlu_pro, ...; see selfrl eval --benchmark): its gold answers, its prompt "
+                          "unless prompt_template is set, and its answer checking in evaluation")
     train_split: str = Field(
         "train", description="data.train's split when it is a dataset (a folder or a hub name)")
     eval_split: str = Field(
@@ -46,20 +55,31 @@ class DataConfig(StrictModel):
         None, description="a dataset's config name (e.g. 'main' for openai/gsm8k) or, for one without named "
                           "configs, a folder inside it (load_dataset's data_dir)")
     question_field: str = Field("question", description="field holding the question text")
-    prompt_template: str | None = Field(
-        None, description="the user turn with {field} placeholders filled from each row, e.g. \"{question} "
-                          "Answer with the final number as 'The answer is N.'\" (None: the row's chat "
-                          "'prompt', else its question as it stands); used in training and evaluation alike")
-    system_prompt: str | None = Field(
-        None, description="a system turn put before the user turn (None: the chat template's default)")
-    chat_template: bool = Field(
-        True, description="render prompts through the tokenizer's chat template; false: the text as it "
-                          "stands (e.g. prompt_template \"Question: {question}\\n\\nAnswer: \")")
     answer_field: str = Field("answer", description="field holding the gold answer (if any)")
     require_answer: bool = Field(True, description="fail early when a training row lacks the answer")
     shuffle: bool = Field(True, description="reshuffle prompts every epoch (seeded)")
     arith_if_missing: bool = Field(
         True, description="write the arith task's files when data.train is under data/arith and absent")
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known_benchmark(cls, name: str | None) -> str | None:
+        from selfrl.eval.benchmarks import BENCHMARKS
+
+        if name is not None and name not in BENCHMARKS:
+            try:
+                BENCHMARKS.get(name)
+            except KeyError as e:  # the registry's message: the name, close matches, the valid names
+                raise ValueError(str(e)) from None
+        return name
+
+    @model_validator(mode="after")
+    def _check_benchmark_fields(self) -> DataConfig:
+        if self.benchmark is not None and (self.question_field, self.answer_field) != ("question", "answer"):
+            raise ValueError(f"data.benchmark={self.benchmark} reads each row's question and gold answer "
+                             f"from its own schema into 'question' and 'answer': leave question_field and "
+                             f"answer_field unset")
+        return self
 
 
 class RolloutConfig(StrictModel):

@@ -20,6 +20,7 @@ import torch
 from pydantic import ConfigDict, Field, model_validator
 
 from selfrl.config.loader import StrictModel
+from selfrl.data.io import DataError
 from selfrl.eval.extract import (
     answer_parses,
     equivalent,
@@ -29,9 +30,9 @@ from selfrl.eval.extract import (
     gold_parses,
     states_answer,
 )
-from selfrl.eval.metrics import majority_answer, pass_at_k
+from selfrl.eval.metrics import majority_answer, mean_and_stderr, pass_at_k
 from selfrl.prompts import PromptFormat
-from selfrl.rollout.base import SamplingParams
+from selfrl.rollout.base import RolloutEngine, SamplingParams
 from selfrl.rollout.hf import HFEngine
 
 MODES = ("math", "aime", "mc")  # EvalSettings.mode
@@ -104,15 +105,37 @@ def prompt_ids(tokenizer, row: dict, question_field: str, fmt: PromptFormat | No
 def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings | None = None,
              question_field: str = "question", answer_field: str = "answer",
              category_field: str | None = None, progress: bool = False,
-             prompt_format: PromptFormat | None = None) -> tuple[dict, list[dict]]:
+             prompt_format: PromptFormat | None = None, engine: RolloutEngine | None = None,
+             group_field: str | None = None) -> tuple[dict, list[dict]]:
     """Evaluate ``model`` on ``rows``; returns ``(metrics, samples)``.
 
-    >>> # metrics keys: greedy_pass@1, avg@N, maj@K, pass@K, unparsable_answer_frac, n_unparsable_gold, ...
+    ``engine`` samples instead of an HF engine over ``model`` (which may then be ``None``): the
+    trainer's own engine, or vLLM's.  A prompt longer than the format's ``max_tokens`` is left out
+    or cut, and counted (``n_prompts_too_long``; the ids of those left out in
+    ``skipped_prompt_ids``).  Rows are named by their ``id`` field, else their 1-based number.
+
+    >>> from selfrl.models import load_tokenizer
+    >>> from selfrl.rollout.base import Completion
+    >>> class Says4:  # an engine whose every answer is 4
+    ...     def generate(self, prompts, params, generator=None):
+    ...         return [[Completion("The answer is 4.", [], [], "stop", p)] * params.n for p in prompts]
+    >>> rows = [{"question": "2 + 2?", "answer": "4"}, {"question": "2 + 3?", "answer": "5"}]
+    >>> tok = load_tokenizer("tiny-arith")
+    >>> metrics, samples = evaluate(None, tok, rows, EvalSettings(n=2), engine=Says4())
+    >>> metrics["greedy_pass@1"], metrics["avg@2"], metrics["maj@1"], samples[1]["id"]
+    (0.5, 0.5, 0.5, '2')
     """
     settings = settings or EvalSettings()
+    fmt = prompt_format or PromptFormat()
     extract, equal = _mode_fns(settings.mode)
-    engine = HFEngine(model, tokenizer, batch_size=settings.batch_size, progress=progress)
-    prompts = [prompt_ids(tokenizer, r, question_field, prompt_format) for r in rows]
+    if engine is None:
+        engine = HFEngine(model, tokenizer, batch_size=settings.batch_size, progress=progress)
+    all_ids = [str(r.get("id", i)) for i, r in enumerate(rows, start=1)]
+    fitted = fmt.fit(tokenizer, list(rows), question_field)
+    if not fitted.kept:
+        raise DataError(f"every one of the {len(rows)} prompts is longer than the limit of {fmt.max_tokens} "
+                        f"tokens: nothing to evaluate")
+    rows, ids, prompts = [rows[i] for i in fitted.kept], [all_ids[i] for i in fitted.kept], fitted.ids
     golds = [str(r[answer_field]) for r in rows]
     usable = [gold_ok(g, settings.mode) for g in golds]
     gen = torch.Generator().manual_seed(settings.seed)
@@ -127,10 +150,18 @@ def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings | No
         sampled = [[c.text for c in g] for g in engine.generate(prompts, params, gen)]
     samples = []
     for i, row in enumerate(rows):
-        samples.append(_score_row(row, prompts[i], tokenizer, golds[i], usable[i],
-                                  greedy[i] if greedy else None, sampled[i], settings,
-                                  extract, equal, category_field, question_field))
-    return _aggregate(samples, settings), samples
+        sample = _score_row(row, prompts[i], tokenizer, golds[i], usable[i],
+                            greedy[i] if greedy else None, sampled[i], settings,
+                            extract, equal, category_field, question_field)
+        if group_field:
+            sample["group"] = row.get(group_field, "unknown")
+        samples.append({"id": ids[i], **sample})
+    metrics = _aggregate(samples, settings)
+    if fmt.max_tokens is not None:
+        metrics.update(n_prompts_too_long=len(fitted.too_long), long_prompts=fmt.long_prompts)
+        if fmt.long_prompts == "skip" and fitted.too_long:
+            metrics["skipped_prompt_ids"] = [all_ids[i] for i in fitted.too_long]
+    return metrics, samples
 
 
 def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, settings,
@@ -172,24 +203,41 @@ def answer_form_split(samples: list[dict]) -> dict:
     return out
 
 
+def problem_scores(samples: list[dict], s: EvalSettings) -> dict[str, list[float]]:
+    """Each metric's score per problem (their means are the metrics): ``greedy_pass@1``, ``avg@n``
+    (the share of the n samples that are right), ``maj@k`` and the unbiased ``pass@k``."""
+    scores: dict[str, list[float]] = {}
+    if s.greedy:
+        scores["greedy_pass@1"] = [float(x["greedy_correct"]) for x in samples]
+    if s.n:
+        scores[f"avg@{s.n}"] = [sum(x["correct"]) / s.n for x in samples]
+        for k in s.ks:
+            scores[f"maj@{k}"] = [float(x[f"maj@{k}_correct"]) for x in samples]
+            scores[f"pass@{k}"] = [pass_at_k(s.n, sum(x["correct"]), k) for x in samples]
+    return scores
+
+
 def _aggregate(samples: list[dict], s: EvalSettings) -> dict:
     n_rows = len(samples)
     m: dict = {"n_problems": n_rows, "n_samples": s.n,
                "n_unparsable_gold": sum(not x["gold_parsed"] for x in samples)}
+    scores = problem_scores(samples, s)
+    stderr = {}
+    for key, values in scores.items():
+        m[key], stderr[key] = mean_and_stderr(values)
     if s.greedy:
-        m["greedy_pass@1"] = sum(x["greedy_correct"] for x in samples) / n_rows
         m.update(answer_form_split(samples))
     if s.n:
-        m[f"avg@{s.n}"] = sum(sum(x["correct"]) / s.n for x in samples) / n_rows
         # sampled answers that could not be read (none found, or cut off): they never vote in maj@k
         m["unparsable_answer_frac"] = sum(x["n_unparsable"] for x in samples) / (n_rows * s.n)
-        for k in s.ks:
-            m[f"maj@{k}"] = sum(x[f"maj@{k}_correct"] for x in samples) / n_rows
-            m[f"pass@{k}"] = sum(pass_at_k(s.n, sum(x["correct"]), k) for x in samples) / n_rows
-    if samples and "category" in samples[0]:
-        by_cat: dict[str, list[bool]] = defaultdict(list)
-        for x in samples:
-            ok = x["greedy_correct"] if s.greedy else sum(x["correct"]) / max(1, s.n)
-            by_cat[str(x["category"])].append(ok)
-        m["per_category"] = {c: sum(v) / len(v) for c, v in sorted(by_cat.items())}
+    m["stderr"] = stderr  # of each mean over problems (the spread of the problems, not of the sampling)
+    if m["n_unparsable_gold"]:
+        m["unparsable_gold_ids"] = [x["id"] for x in samples if not x["gold_parsed"]]
+    for key, name in (("category", "per_category"), ("group", "per_group")):
+        if samples and key in samples[0]:
+            main = scores["greedy_pass@1"] if s.greedy else scores[f"avg@{s.n}"]
+            by: dict[str, list[float]] = defaultdict(list)
+            for x, ok in zip(samples, main):
+                by[str(x[key])].append(ok)
+            m[name] = {c: sum(v) / len(v) for c, v in sorted(by.items())}
     return m

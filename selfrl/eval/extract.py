@@ -14,12 +14,14 @@ True
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?")
 _ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s|\.$|$|\n)", re.IGNORECASE)
 _PLAIN = re.compile(r"^-?\d+(?:\.\d+)?$")
+_SCIENTIFIC = re.compile(r"^(-?\d+(?:\.\d+)?)[eE]([-+]?\d+)$")  # 1.3e-3, as Minerva's answers write some
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
@@ -75,7 +77,7 @@ def _normalise(ans: str) -> str:
 
 
 def _as_number(s: str) -> float | None:
-    return float(s) if _PLAIN.match(s) else None
+    return float(s) if _PLAIN.match(s) or _SCIENTIFIC.match(s) else None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ def parse_math(ans: str):
     from math_verify import parse
 
     s = _normalise(ans)
+    sci = _SCIENTIFIC.match(s)
+    if sci:  # math-verify would read the e as Euler's number
+        s = f"{sci.group(1)} \\times 10^{{{sci.group(2)}}}"
     return parse(f"${s}$", parsing_timeout=5) or parse(s, parsing_timeout=5)
 
 
@@ -103,7 +108,7 @@ def equivalent(a: str | None, b: str | None) -> bool:
         return True
     fa, fb = _as_number(na), _as_number(nb)
     if fa is not None and fb is not None:
-        return abs(fa - fb) < 1e-9
+        return math.isclose(fa, fb, rel_tol=1e-12, abs_tol=1e-9)
     from math_verify import verify
 
     pa, pb = parse_math(a), parse_math(b)

@@ -4,12 +4,14 @@
 0.5
 >>> majority_answer(["3", "4", "4", None], equal=lambda a, b: a == b)
 '4'
+>>> mean_and_stderr([1.0, 0.0, 1.0, 0.0])
+(0.5, 0.28867513459481287)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from math import comb
+from math import comb, sqrt
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -45,3 +47,28 @@ def majority_answer(answers: Sequence[str | None],
         return None
     best = max(classes, key=lambda cls: (len(cls), -cls[0]))
     return answers[best[0]]
+
+
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of ``values`` and its standard error, ``s / sqrt(n)`` with the sample standard
+    deviation ``s`` (0 for fewer than two values): the error bar of an accuracy over problems."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, sqrt(var / n)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """``mean(a) - mean(b)`` over the same problems and its paired standard error (the standard
+    error of the per-problem differences: what two models share, problem by problem, cancels).
+
+    >>> paired_difference([1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0])
+    (0.5, 0.28867513459481287)
+    """
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} scores against {len(b)}: not the same problems")
+    return mean_and_stderr([x - y for x, y in zip(a, b)])

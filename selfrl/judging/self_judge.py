@@ -24,7 +24,7 @@ from selfrl.eval.extract import extract_answer, grade
 from selfrl.judging.aggregators import AGGREGATORS, AggregatorParams, Judgment
 from selfrl.judging.parse import parse_serl, parse_srr1
 from selfrl.judging.rewards import pair_schedule, strip_think, to_judgment, word_count
-from selfrl.prompts import serl_judge_messages, srr1_judge_messages
+from selfrl.prompts import PromptFormat, serl_judge_messages, srr1_judge_messages
 from selfrl.rewards.base import RewardBatch, RewardResult
 from selfrl.rollout.base import Completion, SamplingParams
 
@@ -68,7 +68,9 @@ class SelfJudgeReward:
 
     Args:
         engine: a rollout engine (``generate(prompt_ids, params, generator)``).
-        tokenizer: renders judge prompts with its chat template.
+        tokenizer: the judge's tokenizer.
+        prompt_format: renders the judge prompts (the run's chat template, its file and kwargs;
+            ``None``: the tokenizer's own template).
         fmt: ``serl`` (``\\boxed{1}``/``\\boxed{2}``) or ``srr1`` (``Winner: response A|B``).
         aggregator: a name in :data:`selfrl.judging.aggregators.AGGREGATORS`.
         schedule: ``both_orders`` (SERL) or ``coin_flip`` (SR-R1).
@@ -84,10 +86,12 @@ class SelfJudgeReward:
     def __init__(self, engine, tokenizer, fmt: str = "serl", aggregator: str = "copeland",
                  schedule: str = "both_orders", judge_samples: int = 4,
                  sampling: SamplingParams | None = None,
-                 seed: int = 0, generator=None, name: str | None = None) -> None:
+                 seed: int = 0, generator=None, name: str | None = None,
+                 prompt_format: PromptFormat | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"judge format must be one of {sorted(FORMATS)}, got {fmt!r}")
         self.engine, self.tokenizer, self.fmt = engine, tokenizer, fmt
+        self.prompt_format = prompt_format or PromptFormat()
         self.aggregate = AGGREGATORS.get(aggregator)
         self.params = AggregatorParams(judge_samples=judge_samples)
         self.schedule = schedule
@@ -108,8 +112,7 @@ class SelfJudgeReward:
         for g, i, j in plan:
             base = g * batch.group_size
             messages = build(batch.prompts[base], responses[base + i], responses[base + j])
-            prompts.append(self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+            prompts.append(self.prompt_format.render(self.tokenizer, messages))
         outs = self.engine.generate(prompts, SamplingParams(
             n=1, temperature=self.sampling.temperature, top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens), self.generator)

@@ -64,11 +64,12 @@ class _SelfJudgeRecipe(Recipe):
                              "set filter.dynamic_sampling=false")
 
     def _judge(self) -> SelfJudgeReward:
-        engine, tokenizer = self.ctx.engine, self.ctx.tokenizer
+        engine, tokenizer, prompt_format = self.ctx.engine, self.ctx.tokenizer, self.ctx.prompt_format
         if self.args.judge_model:
             from selfrl.models import load_causal_lm, load_tokenizer
             from selfrl.rollout.hf import HFEngine
 
+            prompt_format = None  # another model: its own tokenizer and chat template
             tokenizer = load_tokenizer(self.args.judge_model)
             model = load_causal_lm(self.args.judge_model, device=str(self.ctx.device)).eval()
             engine = HFEngine(model, tokenizer, batch_size=self.cfg.rollout.batch_size)
@@ -78,7 +79,7 @@ class _SelfJudgeRecipe(Recipe):
             sampling=SamplingParams(temperature=self.args.judge_temperature,
                                     max_new_tokens=self.args.judge_max_new_tokens),
             seed=self.ctx.dist.rank_seed(self.cfg.train.seed), generator=self.ctx.generator,
-            name=f"{self.fmt}_judge")
+            name=f"{self.fmt}_judge", prompt_format=prompt_format)
 
 
 SERL_STD_EPS = 1e-4  # SERL's group normalisation: (r - mean) / (std + 1e-4), actor and judge alike

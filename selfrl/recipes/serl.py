@@ -121,8 +121,8 @@ class SeRL(Recipe):
         """One round: sample instruction prompts, parse items, filter; returns accepted problems."""
         a, tok = self.args, self.ctx.tokenizer
         system = a.self_instruct_system
-        prompts = [tok.apply_chat_template(self_instruct_messages(self.fewshot_examples(), system),
-                                           add_generation_prompt=True, tokenize=True, return_dict=False)
+        # Rendered as the run's prompts are (its chat template file and kwargs, or raw text).
+        prompts = [self.ctx.prompt_format.render(tok, self_instruct_messages(self.fewshot_examples(), system))
                    for _ in range(a.gen_prompts_per_round)]
         params = SamplingParams(n=1, temperature=a.gen_temperature, top_p=a.gen_top_p,
                                 presence_penalty=a.gen_presence_penalty, max_new_tokens=a.gen_max_new_tokens)

@@ -12,7 +12,8 @@ import random
 from typing import TYPE_CHECKING
 
 from selfrl.data.arith_files import write_arith_if_missing
-from selfrl.data.io import read_rows
+from selfrl.data.io import DataError, read_rows
+from selfrl.eval.benchmarks import load_benchmark
 from selfrl.prompts import PromptFormat
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def training_rows(data: DataConfig, fmt: PromptFormat) -> list[dict]:
     if data.arith_if_missing:
         write_arith_if_missing(data.train)
     required = [data.answer_field] if data.require_answer else []
-    rows = read_rows(data.train, required=required + fmt.fields(), split=data.train_split, subset=data.subset)
+    rows = _read(data, data.train, data.train_split, required + fmt.fields())
     for i, row in enumerate(rows, start=1):
         if not isinstance(row.get("prompt"), list) and data.question_field not in row:
             raise ValueError(f"{data.train}:{i}: missing field {data.question_field!r} "
@@ -37,9 +38,37 @@ def eval_rows(data: DataConfig, fmt: PromptFormat, limit: int) -> list[dict]:
     """The first ``limit`` (0: all) of ``data.eval``'s rows, each with its answer."""
     if data.arith_if_missing:
         write_arith_if_missing(data.eval)
-    rows = read_rows(data.eval, required=[data.answer_field, *fmt.fields()], split=data.eval_split,
-                     subset=data.subset)
+    rows = _read(data, data.eval, data.eval_split, [data.answer_field, *fmt.fields()])
     return rows[:limit] if limit else rows
+
+
+def _read(data: DataConfig, source: str, split: str, required: list[str]) -> list[dict]:
+    """Rows as they stand, or in ``data.benchmark``'s schema turned into evaluation rows (whose
+    fields are then checked against what the prompt template reads)."""
+    if data.benchmark is None:
+        return read_rows(source, required=required, split=split, subset=data.subset)
+    rows = load_benchmark(data.benchmark, source, split=split, subset=data.subset)
+    for i, row in enumerate(rows, start=1):
+        missing = [f for f in required if f not in row]
+        if missing:
+            raise DataError(f"{source}: row {i}: the prompt template reads {missing[0]!r}, which a "
+                            f"{data.benchmark} row does not have (fields: {', '.join(sorted(row))})")
+    return rows
+
+
+def within_prompt_limit(rows: list[dict], fmt: PromptFormat, tokenizer, question_field: str,
+                        source: str) -> tuple[list[dict], int]:
+    """The training rows whose prompt fits ``fmt.max_tokens`` (under ``truncate_left``, all of
+    them: their prompts are cut when built), and how many were longer."""
+    if fmt.max_tokens is None:
+        return rows, 0
+    fitted = fmt.fit(tokenizer, rows, question_field)
+    if not fitted.kept:
+        shortest = min(len(fmt.ids(tokenizer, r, question_field)) for r in rows)
+        raise DataError(f"{source}: every prompt is longer than max_prompt_tokens={fmt.max_tokens} (the "
+                        f"shortest has {shortest} tokens)")
+    kept = rows if fmt.long_prompts == "truncate_left" else [rows[i] for i in fitted.kept]
+    return kept, len(fitted.too_long)
 
 
 class PromptSource:

@@ -1,9 +1,9 @@
 """The recipe plug-in: the hooks a recipe may override in the trainer's step, and what it is given.
 
 A recipe never sees the trainer.  It is built from a :class:`RecipeContext` (the config, the
-tokenizer, the rollout engine, the prompt stream, the process group, the sampling generator,
-the autocast context, the run folder and the current step) and the trainer calls its hooks at
-fixed points of a step:
+tokenizer, the rollout engine, the prompt stream, the prompt format, the process group, the
+sampling generator, the autocast context, the run folder and the current step) and the trainer
+calls its hooks at fixed points of a step:
 
 ========================  =======================================================================
 hook                      when, and what it returns
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # annotations only: the trainer hands these in
     import torch
 
     from selfrl.config.schema import RunConfig
+    from selfrl.prompts import PromptFormat
     from selfrl.rollout.base import RolloutEngine
     from selfrl.trainer.batch import RolloutBatch
     from selfrl.trainer.data import PromptSource
@@ -55,6 +56,7 @@ class RecipeContext:
     tokenizer: Any
     engine: RolloutEngine
     prompts: PromptSource          # the training prompts (the data cursor is checkpointed)
+    prompt_format: PromptFormat    # renders every prompt of the run (the recipe's own messages too)
     dist: DistContext              # this process's place among the processes
     generator: torch.Generator     # the trainer's sampling stream (checkpointed: resume is exact)
     autocast: Callable[[], AbstractContextManager]  # wrap model calls in it (bf16 when configured)

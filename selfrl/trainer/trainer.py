@@ -37,6 +37,7 @@ from selfrl.algorithms import (
 from selfrl.algorithms.value import AdaptiveKLController, clipped_value_loss
 from selfrl.config import config_to_dict, dump_config
 from selfrl.data.io import write_jsonl
+from selfrl.eval.benchmarks import BENCHMARKS
 from selfrl.eval.evaluate import EvalSettings, evaluate, prompt_ids
 from selfrl.models import (
     check_saveable,
@@ -47,7 +48,6 @@ from selfrl.models import (
     resolve_device,
     resolve_model_path,
 )
-from selfrl.prompts import PromptFormat
 from selfrl.rewards import RewardBatch, compute_reward
 from selfrl.rollout.base import SamplingParams, distinct_prompts
 from selfrl.trainer import checkpoint as ckpt
@@ -62,7 +62,7 @@ from selfrl.trainer.batch import (
     pad_sequences,
     pad_shared_prompts,
 )
-from selfrl.trainer.data import PromptSource, eval_rows, training_rows
+from selfrl.trainer.data import PromptSource, eval_rows, training_rows, within_prompt_limit
 from selfrl.trainer.distributed import group_seed, init_distributed, shard_size
 from selfrl.trainer.lm_head import OutputHead
 from selfrl.trainer.logger import MetricsLogger, NullLogger
@@ -100,8 +100,9 @@ class Trainer:
         self._setup_data()
         self.engine = self._make_engine()
         self.ctx = RecipeContext(config=cfg, tokenizer=self.tokenizer, engine=self.engine,
-                                 prompts=self.prompts, dist=self.dist, generator=self.generator,
-                                 autocast=self._autocast, run_dir=self.run_dir, device=self.device)
+                                 prompts=self.prompts, prompt_format=self.prompt_format, dist=self.dist,
+                                 generator=self.generator, autocast=self._autocast, run_dir=self.run_dir,
+                                 device=self.device)
         self.recipe = recipe(self.ctx)
         self.reward = self.recipe.build_reward()
         self._setup_optimizer()
@@ -174,10 +175,26 @@ class Trainer:
 
     def _setup_data(self) -> None:
         data = self.cfg.data
-        self.prompt_format = PromptFormat(data.prompt_template, data.system_prompt, data.chat_template)
-        self.prompts = PromptSource(training_rows(data, self.prompt_format), shuffle=data.shuffle,
-                                    seed=self.cfg.train.seed)
-        self.eval_rows = eval_rows(data, self.prompt_format, self.cfg.eval.limit) if data.eval else None
+        # A benchmark's rows come with its prompt (unless data.prompt_template is set) and its scoring.
+        self.benchmark = BENCHMARKS.get(data.benchmark) if data.benchmark else None
+        self.prompt_format = data.prompt_format(self.benchmark.prompt if self.benchmark else None)
+        self.data_metrics: dict[str, int] = {}  # logged with step 0
+        train = self._within_limit("train", training_rows(data, self.prompt_format), data.train)
+        self.prompts = PromptSource(train, shuffle=data.shuffle, seed=self.cfg.train.seed)
+        self.eval_rows = None
+        if data.eval:
+            rows = eval_rows(data, self.prompt_format, self.cfg.eval.limit)
+            self.eval_rows = self._within_limit("eval", rows, data.eval)
+
+    def _within_limit(self, split: str, rows: list[dict], source: str) -> list[dict]:
+        """``rows`` held to ``data.max_prompt_tokens``; how many were longer (skipped or cut) goes
+        into the step-0 metrics as ``data/SPLIT_prompts_too_long``."""
+        data = self.cfg.data
+        rows, too_long = within_prompt_limit(rows, self.prompt_format, self.tokenizer, data.question_field,
+                                             source)
+        if data.max_prompt_tokens:
+            self.data_metrics[f"data/{split}_prompts_too_long"] = too_long
+        return rows
 
     def _make_engine(self):
         """``rollout.engine``: hf samples from the trainer's model; vllm from its own copy, which
@@ -225,9 +242,12 @@ class Trainer:
                 decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False),
                 drop_after=drop_after)
         summary: dict = {"run_dir": str(self.run_dir)}
+        start = dict(self.data_metrics) if self.step == 0 else {}
         if self.step == 0 and cfg.eval.at_start and self.eval_rows:
             summary["before"] = self._evaluate_on_main()
-            logger.log(0, summary["before"])
+            start.update(summary["before"])
+        if start:
+            logger.log(0, start)
         old_handlers = self._install_signal_handlers()
         try:
             with StepProgress(cfg.train.steps, self.step, enabled=cfg.logging.progress and main) as bar:
@@ -691,14 +711,17 @@ class Trainer:
     def evaluate(self) -> dict:
         """Held-out metrics through the same code as ``selfrl eval``; the samples (prompt, greedy
         completion, extracted answer, verdict) go to ``RUN_DIR/eval/step-NNNNNN.jsonl``."""
-        e = self.cfg.eval
+        e, bench = self.cfg.eval, self.benchmark
         settings = EvalSettings(n=e.n, ks=(e.n,) if e.n else (), max_new_tokens=e.max_new_tokens,
-                                batch_size=self.cfg.rollout.batch_size, seed=self.cfg.train.seed)
-        with self._autocast():
+                                batch_size=self.cfg.rollout.batch_size, seed=self.cfg.train.seed,
+                                mode=bench.mode if bench else "math")
+        with self._autocast():  # the rollout engine: the trainer's model, or vLLM's synced copy
             metrics, samples = evaluate(self.model, self.tokenizer, self.eval_rows, settings,
                                         question_field=self.cfg.data.question_field,
                                         answer_field=self.cfg.data.answer_field,
-                                        prompt_format=self.prompt_format)
+                                        prompt_format=self.prompt_format, engine=self.engine,
+                                        category_field="category" if bench else None,
+                                        group_field="group" if bench else None)
         write_jsonl(self.run_dir / "eval" / f"step-{self.step:06d}.jsonl", samples)
         return {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)}
 
