@@ -144,6 +144,22 @@ def test_a_vllm_without_in_place_reload_is_named(engine, monkeypatch):
         engine._check_reload_api()
 
 
+# Before the tests that start engines of their own: shutting one down tears down vLLM's
+# process-wide parallel groups, which the module's shared `engine` needs.
+def test_evaluation_through_vllm_gives_the_hf_engines_greedy_answers(engine, hf_model, tokenizer):
+    rows = load_benchmark("gsm8k", EXAMPLES / "gsm8k.jsonl")
+    rows += load_benchmark("math500", EXAMPLES / "math500.jsonl")
+    fmt = PromptOptions().prompt_format(BENCHMARKS.get("gsm8k").prompt)
+    greedy = EvalSettings(n=0, max_new_tokens=48)
+    ours, our_samples = evaluate(None, tokenizer, rows, greedy, prompt_format=fmt, engine=engine)
+    ref, ref_samples = evaluate(hf_model, tokenizer, rows, greedy, prompt_format=fmt)
+    assert [s["greedy"] for s in our_samples] == [s["greedy"] for s in ref_samples]
+    assert ours == ref
+    sampled, samples = evaluate(None, tokenizer, rows[:2], EvalSettings(n=4, ks=(1, 4), max_new_tokens=16),
+                                prompt_format=fmt, engine=engine)
+    assert all(len(s["samples"]) == 4 for s in samples) and {"avg@4", "maj@4", "pass@4"} <= set(sampled)
+
+
 def test_rlvr_steps_with_the_vllm_engine(make_config, tmp_path):
     cfg = make_config("vllm-run", extra={
         "model": {"path": "tiny-arith"},
@@ -213,20 +229,6 @@ def test_bench_step_compares_hf_and_vllm_generation(tmp_path):
 
 
 # --- evaluation through vLLM (issue 23) ------------------------------------------------------------
-
-def test_evaluation_through_vllm_gives_the_hf_engines_greedy_answers(engine, hf_model, tokenizer):
-    rows = load_benchmark("gsm8k", EXAMPLES / "gsm8k.jsonl")
-    rows += load_benchmark("math500", EXAMPLES / "math500.jsonl")
-    fmt = PromptOptions().prompt_format(BENCHMARKS.get("gsm8k").prompt)
-    greedy = EvalSettings(n=0, max_new_tokens=48)
-    ours, our_samples = evaluate(None, tokenizer, rows, greedy, prompt_format=fmt, engine=engine)
-    ref, ref_samples = evaluate(hf_model, tokenizer, rows, greedy, prompt_format=fmt)
-    assert [s["greedy"] for s in our_samples] == [s["greedy"] for s in ref_samples]
-    assert ours == ref
-    sampled, samples = evaluate(None, tokenizer, rows[:2], EvalSettings(n=4, ks=(1, 4), max_new_tokens=16),
-                                prompt_format=fmt, engine=engine)
-    assert all(len(s["samples"]) == 4 for s in samples) and {"avg@4", "maj@4", "pass@4"} <= set(sampled)
-
 
 def _greedy_texts(folder: Path) -> list[str]:
     return [json.loads(line)["greedy"] for line in (folder / "samples.jsonl").read_text().splitlines()]

@@ -324,7 +324,7 @@ class Trainer:
         r = self.cfg.rollout
         self.engine.sync_weights(self.model)
         self.syncs += 1
-        if not r.verify_sync_every or self.syncs % r.verify_sync_every or not len(batch):
+        if not r.verify_sync_every or self.syncs % r.verify_sync_every or not batch.prompt_ids:
             return {}  # (a process whose filters kept no group this step has no probe sequence)
         gap = self.engine.verify_sync(self.model, batch.prompt_ids[0] + batch.completion_ids[0])
         if not gap <= r.sync_tolerance:  # nan stops too
