@@ -243,6 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from selfrl.recipes import build_trainer
     from selfrl.rewards import RewardError
     from selfrl.trainer import checkpoint as ckpt
+    from selfrl.trainer.sharding import ShardingError
     from selfrl.trainer.trainer import TrainingStopped
 
     cfg = _load_run_config(args)
@@ -254,7 +255,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                        f"--resume auto, replace it with --overwrite, or set logging.run_dir=...")
     try:
         trainer = build_trainer(cfg, resume=args.resume)
-    except (FileNotFoundError, RewardError) as e:  # a bad --resume path, reward file or option
+    except (FileNotFoundError, RewardError, ShardingError) as e:  # a bad --resume path, reward file, option
+        #                                                         or launch (a DeepSpeed config)
         raise CLIError(str(e)) from None
     main = trainer.dist.is_main  # several processes: rank 0 speaks for all
     if args.overwrite:
