@@ -2,8 +2,8 @@
 and hands both to the trainer (or to the evaluation, SFT, reward-model and pipeline code).
 
 Commands: ``data arith|srl``, ``build-tiny``, ``eval``, ``eval-judge``, ``compare``, ``train``,
-``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``config show``, ``plot`` and
-``models list|fetch|import-gguf`` (``selfrl COMMAND --help`` for each).  Each command lives in a
+``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``export``, ``plan``, ``config show``, ``plot``
+and ``models list|fetch|import-gguf`` (``selfrl COMMAND --help`` for each).  Each command lives in a
 small function; heavy imports happen inside them so that ``selfrl --help`` is instant."""
 
 from __future__ import annotations
@@ -367,6 +367,106 @@ def print_before_after(summary: dict) -> None:
     Console().print(table)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from selfrl.trainer.checkpoint import export_checkpoint, resolve_resume
+
+    try:
+        checkpoint = resolve_resume(args.checkpoint, args.checkpoint)  # a checkpoint, or a run's newest
+        if checkpoint is None:
+            raise FileNotFoundError(f"{args.checkpoint}: a run folder without checkpoints")
+        out = export_checkpoint(checkpoint, args.output)
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
+    print(f"{checkpoint}: policy written as a Hugging Face folder to {out}")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from selfrl.trainer.memory import Layout, estimate
+
+    cfg = _load_run_config(args)
+    shape, source = _plan_model_shape(cfg.model.path, args.shape)
+    run = _plan_run_shape(cfg, args.prompt_len)
+    layouts = [Layout("none", args.gpus), Layout("fsdp", args.gpus),
+               Layout("fsdp", args.gpus, cpu_offload=True)]
+    chosen = Layout(cfg.train.sharding, args.gpus, cfg.train.cpu_offload)
+    plans = {layout: estimate(shape, run, layout, args.gpu_memory) for layout in layouts}
+    print_plan(plans, chosen, shape, run, source, args)
+
+
+def _plan_model_shape(path: str, name: str | None):
+    """The model's shape: a known one by name (``--shape`` or model.path), else its config.json,
+    read without fetching anything."""
+    from selfrl.model_store import KNOWN_MODELS, cached_model
+    from selfrl.models import EMBEDDED_NAMES, embedded_model_path
+    from selfrl.trainer.memory import KNOWN_SHAPES, ModelShape, known_shape
+
+    shape = known_shape(name or path)
+    if shape is not None:
+        return shape, f"{name or path} (known shape)"
+    if name is not None:
+        raise CLIError(f"--shape {name}: unknown; known shapes: {', '.join(KNOWN_SHAPES)}")
+    folder = embedded_model_path() if path in EMBEDDED_NAMES else \
+        (cached_model(path) if path in KNOWN_MODELS else Path(path).expanduser())
+    if folder is None or not (Path(folder) / "config.json").is_file():
+        raise CLIError(f"model.path={path}: no local config.json to read the model's shape from (plan "
+                       f"fetches nothing); fetch the model first, or name its shape with --shape "
+                       f"({', '.join(KNOWN_SHAPES)})")
+    return ModelShape.from_hf_config(json.loads((Path(folder) / "config.json").read_text())), str(folder)
+
+
+def _plan_run_shape(cfg, prompt_len: int):
+    """What one update and one rollout of ``cfg`` hold, on GPUs (``model.dtype=auto`` is bf16 there)."""
+    from selfrl.algorithms import ADVANTAGE_ESTIMATORS
+    from selfrl.trainer.memory import RunShape
+
+    lora = cfg.model.lora
+    return RunShape(micro_batch=cfg.train.micro_batch_size, group_size=cfg.rollout.n, prompt_len=prompt_len,
+                    completion_len=cfg.rollout.max_new_tokens, rollout_batch=cfg.rollout.batch_size,
+                    shared_prompts=cfg.train.shared_prompt_forward,
+                    gradient_checkpointing=cfg.model.gradient_checkpointing,
+                    chunked_output_layer=cfg.train.chunked_output_layer,
+                    compute_bytes=4 if cfg.model.dtype == "fp32" else 2, lora_rank=lora.r if lora else None,
+                    reference=cfg.algorithm.kl_coef > 0 and lora is None,
+                    critic=ADVANTAGE_ESTIMATORS.traits(cfg.algorithm.advantage).critic,
+                    engine=cfg.rollout.engine, vllm_share=cfg.rollout.vllm_gpu_memory_utilization)
+
+
+def print_plan(plans: dict, chosen, shape, run, source: str, args: argparse.Namespace) -> None:
+    """The plans side by side (GiB per device), the config's layout marked, then what to change."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from selfrl.trainer.memory import GIB
+
+    gib = lambda x: f"{x / GIB:.1f}" if x else "-"  # noqa: E731
+    table = Table(title=f"per-device memory (GiB) on {args.gpus} x {args.gpu_memory:g} GiB")
+    table.add_column("")
+    for layout in plans:
+        table.add_column(layout.label + (" (config)" if layout == chosen else ""), justify="right")
+    for part in next(iter(plans.values())).parts:
+        table.add_row(part, *(gib(p.parts[part]) for p in plans.values()))
+    table.add_row("peak: update", *(gib(p.phases["update"]) for p in plans.values()))
+    table.add_row("peak: sampling", *(gib(p.phases["sampling"]) for p in plans.values()))
+    table.add_row("available", *(gib(p.available) for p in plans.values()))
+    table.add_row("fits", *("yes" if p.fits else "NO" for p in plans.values()))
+    console = Console(width=120)
+    console.print(f"{source}: {shape.params / 1e9:.2f} B parameters")
+    console.print(table)
+    checkpointing = "on" if run.gradient_checkpointing else "off"
+    console.print(f"micro-batch {run.micro_batch} x ({args.prompt_len} prompt + {run.completion_len} "
+                  f"completion) tokens, {run.group_size} per prompt; checkpointing {checkpointing}; "
+                  f"{'bf16' if run.compute_bytes == 2 else 'fp32'} compute")
+    plan = plans[chosen]
+    if plan.fits:
+        console.print(f"fits: train.sharding={chosen.sharding} peaks at {plan.peak / GIB:.1f} GiB of "
+                      f"{plan.available / GIB:.1f} GiB available per device")
+    else:
+        console.print(f"does not fit: train.sharding={chosen.sharding} peaks at {plan.peak / GIB:.1f} GiB of "
+                      f"{plan.available / GIB:.1f}; each of these fits on its own:")
+        for line in plan.advice:
+            console.print(f"  {line}")
+
+
 def cmd_config_show(args: argparse.Namespace) -> None:
     from selfrl.config import dump_config
 
@@ -521,7 +621,7 @@ def _add_eval_command(sub) -> None:
 
 def _add_run_commands(sub) -> None:
     """``selfrl build-tiny``, ``train``, ``sft``, ``rm train|score``, ``pipeline``, ``merge``,
-    ``config show`` and ``plot``."""
+    ``export``, ``config show`` and ``plot``."""
     tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")
     tiny.add_argument("--output", default="selfrl/assets/tiny-arith", help="where to save the model")
     tiny.add_argument("--seed", type=int, default=0)
@@ -570,6 +670,26 @@ def _add_run_commands(sub) -> None:
     merge.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json)")
     merge.add_argument("--output", required=True, help="where to save the merged model")
     merge.set_defaults(func=cmd_merge)
+
+    export = sub.add_parser("export", help="a sharded (train.sharding=fsdp) checkpoint's policy as a Hugging "
+                                           "Face folder, read from its shards in one process")
+    export.add_argument("checkpoint", help="checkpoint folder (RUN/checkpoints/step-N) or run folder (its "
+                                           "newest checkpoint)")
+    export.add_argument("--output", default=None, help="folder to write (default CHECKPOINT/model)")
+    export.set_defaults(func=cmd_export)
+
+    plan = sub.add_parser("plan", help="per-device memory of a training config under each sharding choice: "
+                                       "does it fit, and what to change if not")
+    plan.add_argument("config", help="YAML config")
+    plan.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.sharding=fsdp")
+    plan.add_argument("--gpus", type=int, default=8, help="devices (all machines)")
+    plan.add_argument("--gpu-memory", type=float, default=80, help="GiB per device")
+    plan.add_argument("--prompt-len", type=int, default=512, help="longest prompt in tokens (chat template "
+                                                                  "included)")
+    plan.add_argument("--shape", default=None, help="a known model shape instead of model.path's config.json "
+                                                    "(qwen2.5-0.5b, llama-3.2-3b, qwen2.5-7b, llama-3.1-8b, "
+                                                    "qwen3-8b)")
+    plan.set_defaults(func=cmd_plan)
 
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)
