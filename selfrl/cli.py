@@ -445,9 +445,9 @@ def print_plan(plans: dict, chosen, shape, run, source: str, args: argparse.Name
         table.add_column(layout.label + (" (config)" if layout == chosen else ""), justify="right")
     for part in next(iter(plans.values())).parts:
         table.add_row(part, *(gib(p.parts[part]) for p in plans.values()))
-    table.add_row("peak: update", *(gib(p.phases["update"]) for p in plans.values()))
-    table.add_row("peak: sampling", *(gib(p.phases["sampling"]) for p in plans.values()))
-    table.add_row("available", *(gib(p.available) for p in plans.values()))
+    for phase in ("update", "sampling"):
+        table.add_row(f"peak: {phase}", *(f"{p.phases[phase] / GIB:.1f}" for p in plans.values()))
+    table.add_row("available", *(f"{p.available / GIB:.1f}" for p in plans.values()))
     table.add_row("fits", *("yes" if p.fits else "NO" for p in plans.values()))
     console = Console(width=120)
     console.print(f"{source}: {shape.params / 1e9:.2f} B parameters")
@@ -461,8 +461,12 @@ def print_plan(plans: dict, chosen, shape, run, source: str, args: argparse.Name
         console.print(f"fits: train.sharding={chosen.sharding} peaks at {plan.peak / GIB:.1f} GiB of "
                       f"{plan.available / GIB:.1f} GiB available per device")
     else:
-        console.print(f"does not fit: train.sharding={chosen.sharding} peaks at {plan.peak / GIB:.1f} GiB of "
-                      f"{plan.available / GIB:.1f}; each of these fits on its own:")
+        share = plan.parts["vLLM's share"]
+        why = f"peaks at {plan.peak / GIB:.1f} GiB of {plan.available / GIB:.1f}" \
+            if plan.peak > plan.available else \
+            f"leaves vLLM {share / GIB:.1f} GiB for its weights and KV cache (at least " \
+            f"{plan.vllm_needs / GIB:.1f})"
+        console.print(f"does not fit: train.sharding={chosen.sharding} {why}; each of these fits on its own:")
         for line in plan.advice:
             console.print(f"  {line}")
 

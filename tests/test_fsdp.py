@@ -141,6 +141,23 @@ def test_lora_sharded_matches_one_process(make_config, launch_two):
     assert (two / "checkpoints" / "step-000002" / "model" / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow
+def test_one_sharded_process_matches_an_unsharded_one(make_config, write_config, tmp_path):
+    """``train.sharding=fsdp`` alone (a process group of one, as for CPU offload on one GPU)."""
+    one = build_trainer(RunConfig.model_validate(make_config("alone-plain", extra=COMMON)))
+    one.fit()
+    path = write_config("alone-fsdp", extra=deep_merge(COMMON, SHARDED))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    done = subprocess.run([sys.executable, "-m", "selfrl.cli", "train", str(path)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    a = _safetensors(Path(one.run_dir) / "checkpoints" / "step-000002" / "model")
+    b = _safetensors(tmp_path / "alone-fsdp" / "checkpoints" / "step-000002" / "model")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 IDLE_REWARD = textwrap.dedent('''
     import os
 

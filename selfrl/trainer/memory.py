@@ -21,7 +21,8 @@ Every figure is in bytes per device and follows what the trainer allocates:
   logits in fp32, their log-softmax, and their gradient.
 * **sampling** (HF engine): the gathered weights in the compute dtype (FSDP), the key/value cache
   of ``rollout.batch_size`` sequences and the last position's logits; the vLLM engine instead
-  takes ``rollout.vllm_gpu_memory_utilization`` of the device.
+  takes ``rollout.vllm_gpu_memory_utilization`` of the device, which must hold vLLM's own copy of
+  the weights and some key/value cache (1.2 x the weights).
 
 The estimate is checked against peak memory measured on a CPU for small models
 (``tests/test_plan.py``; ``benchmarks/bench_fsdp_gpu.py`` measures it on a GPU).  Only the
@@ -48,6 +49,8 @@ CHUNK_NUMBERS = 1 << 23
 # Per device, beyond what tensors take: CUDA context, NCCL buffers, allocator fragmentation.
 OVERHEAD_BYTES = 2 * GIB
 FRAGMENTATION = 0.05
+# vLLM's share must hold its copy of the weights and then some KV cache.
+VLLM_HEADROOM = 1.2
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ class MemoryPlan:
     parts: dict[str, float]
     phases: dict[str, float]
     available: float
+    vllm_needs: float = 0.0  # vLLM's own copy of the weights and a little KV cache
     advice: list[str] = field(default_factory=list)
 
     @property
@@ -184,7 +188,7 @@ class MemoryPlan:
 
     @property
     def fits(self) -> bool:
-        return self.peak <= self.available
+        return self.peak <= self.available and self.parts["vLLM's share"] >= self.vllm_needs
 
 
 def activation_bytes(model: ModelShape, run: RunShape, checkpointing: bool | None = None) -> float:
@@ -296,7 +300,8 @@ def _plan(model: ModelShape, run: RunShape, layout: Layout, device_gib: float) -
     sampling = static + parts["sampling (HF engine)"]
     phases = {"update": update * (1 + FRAGMENTATION), "sampling": sampling * (1 + FRAGMENTATION)}
     available = device_gib * GIB - parts["vLLM's share"] - OVERHEAD_BYTES
-    return MemoryPlan(parts, phases, available)
+    vllm_needs = VLLM_HEADROOM * run.compute_bytes * model.params if run.engine == "vllm" else 0.0
+    return MemoryPlan(parts, phases, available, vllm_needs)
 
 
 def advice(model: ModelShape, run: RunShape, layout: Layout, device_gib: float,
@@ -304,7 +309,9 @@ def advice(model: ModelShape, run: RunShape, layout: Layout, device_gib: float,
     """What to change, cheapest first, when ``plan`` does not fit: each change that fits on its own."""
     if plan.fits:
         return []
-    tries = [("model.gradient_checkpointing=true", run, layout, {"gradient_checkpointing": True}),
+    share = min(0.9, math.ceil(100 * plan.vllm_needs / (device_gib * GIB)) / 100)
+    tries = [(f"rollout.vllm_gpu_memory_utilization={share:g}", run, layout, {"vllm_share": share}),
+             ("model.gradient_checkpointing=true", run, layout, {"gradient_checkpointing": True}),
              ("train.sharding=fsdp", run, replace(layout, sharding="fsdp"), {}),
              ("train.sharding=fsdp train.cpu_offload=true", run,
               replace(layout, sharding="fsdp", cpu_offload=True), {}),
