@@ -10,7 +10,8 @@ every collective with an empty batch.
 The algorithm maths lives in :mod:`selfrl.algorithms` and the trainer calls it by name, reading
 what an estimator declares rather than its name.  The recipe is handed in (the trainer imports
 none) and sees only a :class:`~selfrl.trainer.recipe.RecipeContext`.  Each step's data travels
-on the :class:`~selfrl.trainer.batch.RolloutBatch`.
+on the :class:`~selfrl.trainer.batch.RolloutBatch`.  With ``train.sharding=fsdp`` the models
+are sharded over the processes (:mod:`selfrl.trainer.sharding` says what that changes in a step).
 """
 
 from __future__ import annotations
@@ -779,14 +780,14 @@ class Trainer:
         the optimizers and the critic are in the checkpoint's shards instead (:meth:`_shard_parts`)."""
         rng = ckpt.rng_state(self.generator)
         extra = {"rng_ranks": self.dist.gather_objects(rng)} if self.dist.enabled else {}
-        unsharded = not self.sharded and self.critic is not None
+        critic_here = not self.sharded and self.critic is not None
         return {**extra, "step": self.step,
                 "optimizer": None if self.sharded else self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": rng,
                 "data": self.prompts.state_dict(), "recipe": self.recipe.state_dict(),
                 "nonfinite_streak": self.nonfinite_streak, "config": config_to_dict(self.cfg),
-                "critic": self.critic.state_dict() if unsharded else None,
-                "critic_optimizer": self.critic_optimizer.state_dict() if unsharded else None,
+                "critic": self.critic.state_dict() if critic_here else None,
+                "critic_optimizer": self.critic_optimizer.state_dict() if critic_here else None,
                 "kl_ctl": None if self.kl_ctl is None else self.kl_ctl.state_dict()}
 
     def _shard_parts(self) -> dict:
