@@ -259,7 +259,9 @@ UNIT_BY_UNIT = textwrap.dedent('''
     assert all(torch.equal(got[n], want[n]) for n in want)
     assert not any(".lora_" in n or "base_layer" in n for n in got)
     assert most == 1, most
-    print("ok", len(got))
+    torch.distributed.barrier()  # both ranks got here (an assertion fails the launch)
+    if torch.distributed.get_rank() == 0:
+        print("ok", len(got))
 ''')
 
 
@@ -278,7 +280,7 @@ def test_full_weights_of_a_sharded_model_come_one_layer_at_a_time(tmp_path):
                            "--master_port", str(_free_port()), str(script), str(model)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.stdout.count("ok ") == 2
+    assert "ok " in done.stdout
 
 
 def _free_port() -> int:
