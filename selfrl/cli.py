@@ -243,6 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from selfrl.recipes import build_trainer
     from selfrl.rewards import RewardError
     from selfrl.trainer import checkpoint as ckpt
+    from selfrl.trainer.distributed import shutdown_distributed
     from selfrl.trainer.sharding import ShardingError
     from selfrl.trainer.trainer import TrainingStopped
 
@@ -271,6 +272,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = trainer.fit()
     except TrainingStopped as e:
         raise CLIError(str(e)) from None
+    shutdown_distributed()  # after a clean end only: a process that failed must not wait for the others
     code = 128 + signal.Signals[summary["stopped_by_signal"]] if "stopped_by_signal" in summary else 0
     if not main:
         return code
