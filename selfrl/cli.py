@@ -2,8 +2,9 @@
 and hands both to the trainer (or to the evaluation, SFT, reward-model and pipeline code).
 
 Commands: ``data arith|srl``, ``build-tiny``, ``eval``, ``eval-judge``, ``compare``, ``train``,
-``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``config show``, ``plot``, ``report`` and
-``models list|fetch|import-gguf`` (``selfrl COMMAND --help`` for each).  Each command lives in a
+``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``export``, ``plan``, ``config show``, ``plot``,
+``report`` and ``models list|fetch|import-gguf`` (``selfrl COMMAND --help`` for each).  Each command
+lives in a
 small function; heavy imports happen inside them so that ``selfrl --help`` is instant."""
 
 from __future__ import annotations
@@ -385,6 +386,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from selfrl.recipes import build_trainer
     from selfrl.rewards import RewardError
     from selfrl.trainer import checkpoint as ckpt
+    from selfrl.trainer.distributed import shutdown_distributed
+    from selfrl.trainer.sharding import ShardingError
     from selfrl.trainer.trainer import TrainingStopped
 
     cfg = _load_run_config(args)
@@ -396,7 +399,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                        f"--resume auto, replace it with --overwrite, or set logging.run_dir=...")
     try:
         trainer = build_trainer(cfg, resume=args.resume)
-    except (FileNotFoundError, RewardError) as e:  # a bad --resume path, reward file or option
+    except (FileNotFoundError, RewardError, ShardingError) as e:  # a bad --resume path, reward file, option
+        #                                                         or launch (a DeepSpeed config)
         raise CLIError(str(e)) from None
     main = trainer.dist.is_main  # several processes: rank 0 speaks for all
     if args.overwrite:
@@ -411,6 +415,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = trainer.fit()
     except TrainingStopped as e:
         raise CLIError(str(e)) from None
+    shutdown_distributed()  # after a clean end only: a process that failed must not wait for the others
     code = 128 + signal.Signals[summary["stopped_by_signal"]] if "stopped_by_signal" in summary else 0
     if not main:
         return code
@@ -509,6 +514,110 @@ def print_before_after(summary: dict) -> None:
         cells = [f"{d[key]:.1%}" if key in d else "-" for d in (before, after)]
         table.add_row(key.removeprefix("eval/"), *cells)
     Console().print(table)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from selfrl.trainer.checkpoint import export_checkpoint, resolve_resume
+
+    try:
+        checkpoint = resolve_resume(args.checkpoint, args.checkpoint)  # a checkpoint, or a run's newest
+        if checkpoint is None:
+            raise FileNotFoundError(f"{args.checkpoint}: a run folder without checkpoints")
+        out = export_checkpoint(checkpoint, args.output)
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
+    print(f"{checkpoint}: policy written as a Hugging Face folder to {out}")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from selfrl.trainer.memory import Layout, estimate
+
+    cfg = _load_run_config(args)
+    shape, source = _plan_model_shape(cfg.model.path, args.shape)
+    run = _plan_run_shape(cfg, args.prompt_len)
+    layouts = [Layout("none", args.gpus), Layout("fsdp", args.gpus),
+               Layout("fsdp", args.gpus, cpu_offload=True)]
+    chosen = Layout(cfg.train.sharding, args.gpus, cfg.train.cpu_offload)
+    plans = {layout: estimate(shape, run, layout, args.gpu_memory) for layout in layouts}
+    print_plan(plans, chosen, shape, run, source, args)
+
+
+def _plan_model_shape(path: str, name: str | None):
+    """The model's shape: a known one by name (``--shape`` or model.path), else its config.json,
+    read without fetching anything."""
+    from selfrl.model_store import KNOWN_MODELS, cached_model
+    from selfrl.models import EMBEDDED_NAMES, embedded_model_path
+    from selfrl.trainer.memory import KNOWN_SHAPES, ModelShape, known_shape
+
+    shape = known_shape(name or path)
+    if shape is not None:
+        return shape, f"{name or path} (known shape)"
+    if name is not None:
+        raise CLIError(f"--shape {name}: unknown; known shapes: {', '.join(KNOWN_SHAPES)}")
+    folder = embedded_model_path() if path in EMBEDDED_NAMES else \
+        (cached_model(path) if path in KNOWN_MODELS else Path(path).expanduser())
+    if folder is None or not (Path(folder) / "config.json").is_file():
+        raise CLIError(f"model.path={path}: no local config.json to read the model's shape from (plan "
+                       f"fetches nothing); fetch the model first, or name its shape with --shape "
+                       f"({', '.join(KNOWN_SHAPES)})")
+    return ModelShape.from_hf_config(json.loads((Path(folder) / "config.json").read_text())), str(folder)
+
+
+def _plan_run_shape(cfg, prompt_len: int):
+    """What one update and one rollout of ``cfg`` hold, on GPUs (``model.dtype=auto`` is bf16 there)."""
+    from selfrl.algorithms import ADVANTAGE_ESTIMATORS
+    from selfrl.trainer.memory import RunShape
+
+    lora = cfg.model.lora
+    return RunShape(micro_batch=cfg.train.micro_batch_size, group_size=cfg.rollout.n, prompt_len=prompt_len,
+                    completion_len=cfg.rollout.max_new_tokens, rollout_batch=cfg.rollout.batch_size,
+                    shared_prompts=cfg.train.shared_prompt_forward,
+                    gradient_checkpointing=cfg.model.gradient_checkpointing,
+                    chunked_output_layer=cfg.train.chunked_output_layer,
+                    compute_bytes=4 if cfg.model.dtype == "fp32" else 2, lora_rank=lora.r if lora else None,
+                    reference=cfg.algorithm.kl_coef > 0 and lora is None,
+                    critic=ADVANTAGE_ESTIMATORS.traits(cfg.algorithm.advantage).critic,
+                    engine=cfg.rollout.engine, vllm_share=cfg.rollout.vllm_gpu_memory_utilization)
+
+
+def print_plan(plans: dict, chosen, shape, run, source: str, args: argparse.Namespace) -> None:
+    """The plans side by side (GiB per device), the config's layout marked, then what to change."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from selfrl.trainer.memory import GIB
+
+    gib = lambda x: f"{x / GIB:.1f}" if x else "-"  # noqa: E731
+    table = Table(title=f"per-device memory (GiB) on {args.gpus} x {args.gpu_memory:g} GiB")
+    table.add_column("")
+    for layout in plans:
+        table.add_column(layout.label + (" (config)" if layout == chosen else ""), justify="right")
+    for part in next(iter(plans.values())).parts:
+        table.add_row(part, *(gib(p.parts[part]) for p in plans.values()))
+    for phase in ("update", "sampling"):
+        table.add_row(f"peak: {phase}", *(f"{p.phases[phase] / GIB:.1f}" for p in plans.values()))
+    table.add_row("available", *(f"{p.available / GIB:.1f}" for p in plans.values()))
+    table.add_row("fits", *("yes" if p.fits else "NO" for p in plans.values()))
+    console = Console(width=120)
+    console.print(f"{source}: {shape.params / 1e9:.2f} B parameters")
+    console.print(table)
+    checkpointing = "on" if run.gradient_checkpointing else "off"
+    console.print(f"micro-batch {run.micro_batch} x ({args.prompt_len} prompt + {run.completion_len} "
+                  f"completion) tokens, {run.group_size} per prompt; checkpointing {checkpointing}; "
+                  f"{'bf16' if run.compute_bytes == 2 else 'fp32'} compute")
+    plan = plans[chosen]
+    if plan.fits:
+        console.print(f"fits: train.sharding={chosen.sharding} peaks at {plan.peak / GIB:.1f} GiB of "
+                      f"{plan.available / GIB:.1f} GiB available per device")
+    else:
+        share = plan.parts["vLLM's share"]
+        why = f"peaks at {plan.peak / GIB:.1f} GiB of {plan.available / GIB:.1f}" \
+            if plan.peak > plan.available else \
+            f"leaves vLLM {share / GIB:.1f} GiB for its weights and KV cache (at least " \
+            f"{plan.vllm_needs / GIB:.1f})"
+        console.print(f"does not fit: train.sharding={chosen.sharding} {why}; each of these fits on its own:")
+        for line in plan.advice:
+            console.print(f"  {line}")
 
 
 def cmd_config_show(args: argparse.Namespace) -> None:
@@ -752,7 +861,7 @@ def _add_eval_command(sub) -> None:
 
 def _add_run_commands(sub) -> None:
     """``selfrl build-tiny``, ``train``, ``sft``, ``rm train|score``, ``pipeline``, ``merge``,
-    ``config show``, ``plot`` and ``report``."""
+    ``export``, ``config show``, ``plot`` and ``report``."""
     tiny = sub.add_parser("build-tiny", help="rebuild the embedded model from scratch and measure it")
     tiny.add_argument("--output", default="selfrl/assets/tiny-arith", help="where to save the model")
     tiny.add_argument("--seed", type=int, default=0)
@@ -801,6 +910,26 @@ def _add_run_commands(sub) -> None:
     merge.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json)")
     merge.add_argument("--output", required=True, help="where to save the merged model")
     merge.set_defaults(func=cmd_merge)
+
+    export = sub.add_parser("export", help="a sharded (train.sharding=fsdp) checkpoint's policy as a Hugging "
+                                           "Face folder, read from its shards in one process")
+    export.add_argument("checkpoint", help="checkpoint folder (RUN/checkpoints/step-N) or run folder (its "
+                                           "newest checkpoint)")
+    export.add_argument("--output", default=None, help="folder to write (default CHECKPOINT/model)")
+    export.set_defaults(func=cmd_export)
+
+    plan = sub.add_parser("plan", help="per-device memory of a training config under each sharding choice: "
+                                       "does it fit, and what to change if not")
+    plan.add_argument("config", help="YAML config")
+    plan.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.sharding=fsdp")
+    plan.add_argument("--gpus", type=int, default=8, help="devices (all machines)")
+    plan.add_argument("--gpu-memory", type=float, default=80, help="GiB per device")
+    plan.add_argument("--prompt-len", type=int, default=512, help="longest prompt in tokens (chat template "
+                                                                  "included)")
+    plan.add_argument("--shape", default=None, help="a known model shape instead of model.path's config.json "
+                                                    "(qwen2.5-0.5b, llama-3.2-3b, qwen2.5-7b, llama-3.1-8b, "
+                                                    "qwen3-8b)")
+    plan.set_defaults(func=cmd_plan)
 
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -166,6 +166,14 @@ def load_causal_lm(name_or_path: str | os.PathLike, device: str = "cpu", dtype: 
     return model.to(device)
 
 
+def with_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str] | str):
+    """``model`` wrapped in a PEFT LoRA adapter (``task_type`` causal LM) with these settings."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                            target_modules=target_modules, task_type="CAUSAL_LM"))
+
+
 def disable_dropout(model: torch.nn.Module) -> None:
     """Turn every kind of dropout of ``model`` off for good, as TRL and verl do: rollout, old,
     reference and update logprobs must come from one deterministic network, or the first PPO

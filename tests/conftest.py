@@ -127,18 +127,21 @@ def _run_killing_the_group(cmd: list[str], timeout: float, **kw) -> subprocess.C
 
 @pytest.fixture
 def launch_two(tmp_path) -> Callable[..., subprocess.CompletedProcess]:
-    """``launch_two(cfg)``: ``selfrl train`` on the config under ``accelerate launch --multi_gpu
-    --num_processes 2`` (gloo on CPU), one intra-op thread per process."""
+    """``launch_two(cfg, args=(), launcher=("--multi_gpu",))``: ``selfrl train`` on the config (and
+    ``args``, e.g. ``--resume``) under ``accelerate launch --num_processes 2`` with ``launcher``'s
+    flags (``--multi_gpu``: gloo on CPU; ``--use_fsdp ...``: accelerate's FSDP config), one
+    intra-op thread per process."""
     import yaml
 
-    def run(cfg: dict, timeout: float = 150) -> subprocess.CompletedProcess:
+    def run(cfg: dict, timeout: float = 150, args: tuple[str, ...] = (),
+            launcher: tuple[str, ...] = ("--multi_gpu",)) -> subprocess.CompletedProcess:
         path = tmp_path / f"{Path(cfg['logging']['run_dir']).name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         env.pop("WORLD_SIZE", None)
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), "-m", "selfrl.cli", "train", str(path)]
+               "--main_process_port", str(_free_port()), "-m", "selfrl.cli", "train", str(path), *args]
         return _run_killing_the_group(cmd, timeout=timeout, cwd=tmp_path, env=env)
 
     return run

@@ -40,7 +40,7 @@ def test_merged_lora_weights_equal_merge_and_unload_and_leave_the_model_alone(ti
     from peft import LoraConfig, get_peft_model
 
     from selfrl.models import load_causal_lm
-    from selfrl.rollout.vllm import _merged_weights
+    from selfrl.rollout.weights import full_weights
 
     base = load_causal_lm(str(tiny_model), device="cpu", dtype="fp32")
     model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
@@ -49,8 +49,7 @@ def test_merged_lora_weights_equal_merge_and_unload_and_leave_the_model_alone(ti
             if "lora_B" in name:
                 p.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with _merged_weights(model) as weights:
-        merged = dict(weights)
+    merged = dict(full_weights(model))
     expected = copy.deepcopy(model).merge_and_unload().state_dict()
     assert set(merged) == set(expected)
     for name, t in expected.items():

@@ -2,9 +2,10 @@
 
 Greedy parity with the HF engine on the embedded model, seeded sampling, weight sync with a
 check that can fail (and does when the sync is skipped), a LoRA model's merged weights,
-RLVR steps through the trainer with ``rollout.engine=vllm``, and evaluation through vLLM
-(``selfrl eval --engine vllm`` on a benchmark and a suite, in-training evaluation) giving the HF
-engine's greedy answers.  One vLLM engine is shared by the
+RLVR steps through the trainer with ``rollout.engine=vllm``, its refresh from a policy sharded
+with FSDP over 2 processes, and evaluation through vLLM (``selfrl eval --engine vllm`` on a
+benchmark and a suite, in-training evaluation) giving the HF engine's greedy answers.  One vLLM
+engine is shared by the
 module (~3 s to start on a CPU with a fixed 0.25 GiB KV cache); the trainer test builds its own.
 """
 
@@ -208,6 +209,27 @@ def test_vllm_rollouts_on_two_processes(make_config, launch_two):
     gaps = [r["rollout/sync_logprob_gap"] for r in rows if "rollout/sync_logprob_gap" in r]
     assert len(gaps) == 2 and max(gaps) < SYNCED_GAP
     assert (run_dir / "checkpoints" / "step-000002" / "model" / "model.safetensors").is_file()
+
+
+def test_vllm_is_refreshed_from_a_sharded_policy(make_config, launch_two):
+    """FSDP on 2 processes with vLLM rollouts: each rank's engine is refreshed from the sharded
+    policy gathered one layer at a time (``selfrl.rollout.weights.full_weights``), and the sync
+    check on every step, a forward pass of the sharded policy on both ranks, passes."""
+    cfg = make_config("vllm-fsdp", extra={
+        "model": {"path": "tiny-arith"},
+        "rollout": {"engine": "vllm", "vllm_kv_cache_gib": KV_CACHE_GIB, "verify_sync_every": 1,
+                    "max_new_tokens": 16},
+        "train": {"steps": 2, "prompts_per_step": 4, "lr": 1e-3, "sharding": "fsdp"},
+        "checkpoint": {"every": 2},
+    })
+    done = launch_two(cfg, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = Path(cfg["logging"]["run_dir"])
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    gaps = [r["rollout/sync_logprob_gap"] for r in rows if "rollout/sync_logprob_gap" in r]
+    assert len(gaps) == 2 and max(gaps) < SYNCED_GAP
+    final = run_dir / "checkpoints" / "step-000002"
+    assert (final / "shards").is_dir() and (final / "model" / "model.safetensors").is_file()
 
 
 def test_bench_step_compares_hf_and_vllm_generation(tmp_path):

@@ -190,6 +190,15 @@ class TrainConfig(StrictModel):
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
     seed: int = Field(0, description="one seed for data order, sampling and initialisation")
     max_nonfinite_steps: int = Field(3, ge=1, description="stop after this many NaN/inf losses in a row")
+    sharding: Literal["none", "fsdp"] = Field(
+        "none", description="none: every process holds the whole model (data parallel); fsdp: parameters, "
+        "gradients and optimizer state sharded over the processes with FSDP2 (per decoder layer, then the "
+        "root; also chosen by an accelerate FSDP config). The reference model and the critic are sharded "
+        "too; on GPUs with model.dtype bf16/fp16 the sharded fp32 weights are gathered in that dtype and "
+        "gradients reduced in fp32")
+    cpu_offload: bool = Field(
+        False, description="fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory "
+        "(the optimizer step runs on the CPU): fits a larger model on fewer GPUs, at a cost in speed")
 
 
 def _eval_option(name: str, **changes: Any) -> Any:
@@ -284,6 +293,8 @@ class RunConfig(StrictModel):
                 and self.rollout.max_new_tokens_min > self.rollout.max_new_tokens):
             raise ValueError(f"rollout.max_new_tokens_min={self.rollout.max_new_tokens_min} is above "
                              f"rollout.max_new_tokens={self.rollout.max_new_tokens}")
+        if self.train.cpu_offload and self.train.sharding != "fsdp":
+            raise ValueError("train.cpu_offload offloads FSDP's shards: it needs train.sharding=fsdp")
         batch = self.train.prompts_per_step * self.rollout.n
         per_opt = batch // self.algorithm.mini_batches
         if batch % self.algorithm.mini_batches or per_opt % self.train.micro_batch_size:

