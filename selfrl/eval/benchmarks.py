@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfrl.data.constraints import ConstraintError, describe, parse_constraints
 from selfrl.data.io import DataError, read_rows
 from selfrl.eval.extract import last_boxed
 from selfrl.registry import Registry
@@ -217,6 +218,28 @@ def mmlu_pro_fewshot(examples: list[dict], shots: int, row: dict) -> str:
     return text
 
 
+# --- instruction following ---------------------------------------------------------------------
+
+def instruct_row(row: dict) -> dict:
+    """The ``instruct`` task (``selfrl data instruct``): ``question`` and ``constraints`` (a list of
+    ``{"kind", "params"}``), checked here, when the file is read: an unknown kind, a malformed
+    parameter or constraints that cannot all hold stop the load.  ``answer`` spells the
+    constraints out (the ``gold`` an evaluation shows; nothing grades against it); ``group``
+    (single, seen or held-out combination) is kept.
+
+    >>> instruct_row({"question": "Describe fog. Answer in fewer than 9 words.",
+    ...               "constraints": [{"kind": "max_words", "params": {"n": 9}}]})["answer"]
+    'max_words(n=9)'
+    """
+    try:
+        constraints = parse_constraints(_field(row, "constraints"))
+    except ConstraintError as e:
+        raise SchemaError(str(e)) from None
+    out = {"question": _field(row, "question"), "answer": describe(constraints),
+           "constraints": [c.to_dict() for c in constraints]}
+    return {**out, "group": row["group"]} if row.get("group") else out
+
+
 # --- the table --------------------------------------------------------------------------------
 
 MATH_SCHEMA = ("{problem, solution with \\boxed{...}, answer (MATH-500; MATH reads it from the solution), "
@@ -241,6 +264,9 @@ BENCHMARKS.register("mmlu_pro")(Benchmark(
     "MMLU-Pro", "{question, options: a list of up to 10, answer: a letter, answer_index, category; "
     "cot_content in the validation split} (TIGER-Lab/MMLU-Pro)", "mc", MMLU_PRO_PROMPT, mmlu_pro_row,
     shots=5, fewshot=mmlu_pro_fewshot))
+BENCHMARKS.register("instruct")(Benchmark(
+    "instruct", "{question, constraints: a list of {kind, params}, optional group} (selfrl data instruct)",
+    "constraints", "{question}", instruct_row))
 
 
 # --- loading ----------------------------------------------------------------------------------
