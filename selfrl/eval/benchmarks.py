@@ -6,7 +6,9 @@ dataset folder (or a hub name where the hub is reachable), and turns each into a
 where the benchmark has them ``category`` and ``group``; the published fields stay beside them,
 so a prompt template may use any of them.  Each benchmark names its answer checking
 (:class:`~selfrl.eval.evaluate.EvalSettings` ``mode``) and its default prompt, a template the user
-may override like any other (``--prompt-template``, ``data.prompt_template``).
+may override like any other (``--prompt-template``, ``data.prompt_template``).  ``instruct`` is
+selfrl's own task (:mod:`selfrl.data.instruct`): no answer key, its rows' constraints checked when
+the file is read and scored in the ``constraints`` mode.
 
 >>> row = {"question": "Ann has 1,200 cups and buys 34. How many?", "answer": "1200 + 34 = 1234\\n#### 1,234"}
 >>> BENCHMARKS.get("gsm8k").to_row(row)["answer"]
