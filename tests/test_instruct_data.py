@@ -139,4 +139,4 @@ def test_write_instruct_returns_the_counts(tmp_path):
     counts = write_instruct(tmp_path, InstructSpec(n_train=12, n_validation=4, n_test=6))
     assert counts == {"train.jsonl": 12, "validation.jsonl": 4, "test.jsonl": 6}
     rows = load_benchmark("instruct", tmp_path / "test.jsonl")
-    assert all(r["answer"] and r["group"] for r in rows)
+    assert all(r["constraints"] and r["group"] and "answer" not in r for r in rows)  # no answer key

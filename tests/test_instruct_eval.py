@@ -9,6 +9,7 @@ import pytest
 
 from selfrl.cli import main
 from selfrl.config.schema import RunConfig
+from selfrl.data.constraints import CONSTRAINTS
 from selfrl.data.instruct import InstructSpec, write_instruct
 from selfrl.data.io import DataError, write_jsonl
 from selfrl.eval.evaluate import EvalSettings, evaluate
@@ -147,6 +148,11 @@ def test_training_evaluates_with_the_checker(make_config, instruct_dir):
     assert any(k.startswith("eval/per_group/") for k in first)
     assert "reward/constraints/constraint_level" in rows[1]
     assert "eval/greedy_constraint_level" in summary["after"]
+    # no answer key: the rollout samples grade nothing, the held-out samples show the constraints
+    records = [json.loads(line) for line in (trainer.run_dir / "rollouts.jsonl").read_text().splitlines()]
+    assert records and all(r["gold"] is None for r in records)
+    evaluated = [json.loads(line) for line in (trainer.run_dir / "eval" / "step-000001.jsonl").open()]
+    assert all(r["gold"].split(";")[0].split("(")[0] in CONSTRAINTS.names() for r in evaluated)
 
 
 def test_a_plain_file_in_constraints_mode_needs_constraints(tiny_model, tmp_path, capsys):

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfrl.data.constraints import ConstraintError, describe, parse_constraints
+from selfrl.data.constraints import ConstraintError, parse_constraints
 from selfrl.data.io import DataError, read_rows
 from selfrl.eval.extract import last_boxed
 from selfrl.registry import Registry
@@ -79,6 +79,8 @@ class Benchmark:
         shots: few-shot examples by default (only a benchmark with ``fewshot`` takes any).
         fewshot: ``(examples, shots, row) -> text`` put in the row's ``fewshot`` field, from
             the rows of the benchmark's validation split (``None``: a zero-shot benchmark).
+        answers: whether its rows carry a gold ``answer`` (``instruct``'s do not: its constraints
+            are checked instead), so that a loader asks for one only where there is one.
     """
 
     title: str
@@ -88,6 +90,7 @@ class Benchmark:
     to_row: Callable[[dict], dict]
     shots: int = 0
     fewshot: Callable[[list[dict], int, dict], str] | None = None
+    answers: bool = True
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
@@ -225,20 +228,19 @@ def mmlu_pro_fewshot(examples: list[dict], shots: int, row: dict) -> str:
 def instruct_row(row: dict) -> dict:
     """The ``instruct`` task (``selfrl data instruct``): ``question`` and ``constraints`` (a list of
     ``{"kind", "params"}``), checked here, when the file is read: an unknown kind, a malformed
-    parameter or constraints that cannot all hold stop the load.  ``answer`` spells the
-    constraints out (the ``gold`` an evaluation shows; nothing grades against it); ``group``
-    (single, seen or held-out combination) is kept.
+    parameter or constraints that cannot all hold stop the load.  There is no ``answer``: an
+    evaluation shows the constraints as the row's ``gold``.  ``group`` (single, seen or held-out
+    combination) is kept.
 
     >>> instruct_row({"question": "Describe fog. Answer in fewer than 9 words.",
-    ...               "constraints": [{"kind": "max_words", "params": {"n": 9}}]})["answer"]
-    'max_words(n=9)'
+    ...               "constraints": [{"kind": "max_words", "params": {"n": 9}}]})["constraints"]
+    [{'kind': 'max_words', 'params': {'n': 9}}]
     """
     try:
         constraints = parse_constraints(_field(row, "constraints"))
     except ConstraintError as e:
         raise SchemaError(str(e)) from None
-    out = {"question": _field(row, "question"), "answer": describe(constraints),
-           "constraints": [c.to_dict() for c in constraints]}
+    out = {"question": _field(row, "question"), "constraints": [c.to_dict() for c in constraints]}
     return {**out, "group": row["group"]} if row.get("group") else out
 
 
@@ -268,7 +270,7 @@ BENCHMARKS.register("mmlu_pro")(Benchmark(
     shots=5, fewshot=mmlu_pro_fewshot))
 BENCHMARKS.register("instruct")(Benchmark(
     "instruct", "{question, constraints: a list of {kind, params}, optional group} (selfrl data instruct)",
-    "constraints", "{question}", instruct_row))
+    "constraints", "{question}", instruct_row, answers=False))
 
 
 # --- loading ----------------------------------------------------------------------------------
