@@ -134,6 +134,17 @@ def test_selfrl_eval_on_the_instruct_task(tiny_model, instruct_dir, tmp_path, ca
     assert again["greedy_constraint_level"] == metrics["greedy_constraint_level"]
 
 
+def test_a_suite_with_the_instruct_task(tiny_model, instruct_dir, tmp_path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"settings: {{n: 0, max_new_tokens: 4}}\nbenchmarks:\n"
+                     f"  - {{benchmark: instruct, data: {instruct_dir / 'test.jsonl'}}}\n")
+    out = tmp_path / "s"
+    assert main(["eval", "--model", str(tiny_model), "--suite", str(suite), "--output", str(out)]) == 0
+    table = (tmp_path / "s" / "results.md").read_text()
+    assert "| benchmark | problems | greedy pass@1 | greedy constraint level |" in table
+    assert "| constraint kind | satisfied |" in table
+
+
 def test_training_evaluates_with_the_checker(make_config, instruct_dir):
     cfg = RunConfig.model_validate(make_config("instruct", extra={
         "data": {"benchmark": "instruct", "train": str(instruct_dir / "train.jsonl"),
