@@ -1,7 +1,7 @@
 """The ``selfrl`` command line: the face of the library, which loads configs, resolves the recipe
 and hands both to the trainer (or to the evaluation, SFT, reward-model and pipeline code).
 
-Commands: ``data arith|srl``, ``build-tiny``, ``eval``, ``eval-judge``, ``compare``, ``train``,
+Commands: ``data arith|instruct|srl``, ``build-tiny``, ``eval``, ``eval-judge``, ``compare``, ``train``,
 ``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``export``, ``plan``, ``config show``, ``plot``,
 ``report`` and ``models list|fetch|import-gguf`` (``selfrl COMMAND --help`` for each).  Each command
 lives in a
@@ -43,6 +43,24 @@ def cmd_data_arith(args: argparse.Namespace) -> None:
     counts = write_arith(args.output, splits, seed=args.seed)
     for name, n in counts.items():
         print(f"{Path(args.output) / name}: {n} rows")
+
+
+# --- selfrl data instruct ------------------------------------------------------------
+
+def cmd_data_instruct(args: argparse.Namespace) -> None:
+    from selfrl.data.instruct import InstructSpec, write_instruct
+
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
+    try:
+        spec = InstructSpec(n_train=args.n_train, n_validation=args.n_validation, n_test=args.n_test,
+                            kinds=kinds, max_constraints=args.max_constraints, single_share=args.single_share,
+                            held_out_share=args.held_out_share)
+    except (KeyError, ValueError) as e:  # an unknown kind: the registry's message names the valid ones
+        raise CLIError(str(e)) from None
+    counts = write_instruct(args.output, spec, seed=args.seed)
+    for name, n in counts.items():
+        print(f"{Path(args.output) / name}: {n} rows")
+    print(f"{Path(args.output) / 'info.json'}: the kinds, and which combinations and topics went where")
 
 
 # --- selfrl data srl -----------------------------------------------------------------
@@ -111,7 +129,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         fields = {"question_field": args.question_field, "answer_field": args.answer_field,
                   "category_field": args.category_field}
         question = [] if args.prompt_field_ok else [args.question_field]
-        required = [args.answer_field, *question, *fmt.fields()]
+        graded = "constraints" if settings.mode == "constraints" else args.answer_field  # there: no answers
+        required = [graded, *question, *fmt.fields()]
         rows = read_rows(args.data, required=required, split=args.split, subset=args.subset)
     if args.limit:
         rows = rows[:args.limit]
@@ -686,7 +705,7 @@ def cmd_models_import_gguf(args: argparse.Namespace) -> None:
 # --- the parser -----------------------------------------------------------------------
 
 def _add_data_commands(sub) -> None:
-    """``selfrl data arith`` and ``selfrl data srl``."""
+    """``selfrl data arith``, ``selfrl data instruct`` and ``selfrl data srl``."""
     from selfrl.data.arith import ArithSpec
     from selfrl.data.arith_files import ARITH_VARIANTS
 
@@ -715,6 +734,28 @@ def _add_data_commands(sub) -> None:
                        help=f"how often multiplication is drawn (0: addition and subtraction only; "
                             f"arith: {ArithSpec.p_mul})")
     arith.set_defaults(func=cmd_data_arith)
+
+    from selfrl.data.instruct import InstructSpec
+
+    spec = InstructSpec()
+    instruct = data_sub.add_parser(
+        "instruct", help="open-ended prompts with instruction-following constraints (checked, never "
+                         "answered): splits with held-out topics and held-out constraint combinations")
+    instruct.add_argument("--output", required=True, help="folder for the JSONL files and info.json")
+    instruct.add_argument("--seed", type=int, default=0)
+    instruct.add_argument("--n-train", type=int, default=spec.n_train, help="training prompts")
+    instruct.add_argument("--n-validation", type=int, default=spec.n_validation,
+                          help="held-out prompts for choosing settings")
+    instruct.add_argument("--n-test", type=int, default=spec.n_test, help="held-out prompts")
+    instruct.add_argument("--kinds", default=None,
+                          help="the constraint kinds drawn, comma-separated (default: all of them)")
+    instruct.add_argument("--max-constraints", type=int, default=spec.max_constraints,
+                          help="the most constraints one prompt combines")
+    instruct.add_argument("--single-share", type=float, default=spec.single_share,
+                          help="the share of prompts with a single constraint")
+    instruct.add_argument("--held-out-share", type=float, default=spec.held_out_share,
+                          help="the share of constraint combinations kept out of train (test and validation)")
+    instruct.set_defaults(func=cmd_data_instruct)
 
     srl = data_sub.add_parser("srl", help="SRL instances (steps 1..k-1 as context, step k as target)")
     srl.add_argument("--input", required=True, help="JSONL of problems with step-numbered solutions")

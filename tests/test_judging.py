@@ -217,6 +217,29 @@ def test_bradley_terry_unbalanced_design_is_the_mle():
     assert out[0] > out[1]
 
 
+def test_bradley_terry_matches_a_plain_logistic_fit():
+    # The same maximum reached another way: gradient ascent on the log-strengths s of the
+    # prior-smoothed log-likelihood sum_{a != b} w_ab log sigmoid(s_a - s_b), a plain loop.
+    js = ([Judgment(0, 1, 0)] * 3 + [Judgment(1, 0, 1)] + [Judgment(1, 2, 1)] * 2 + [Judgment(2, 1, 2)]
+          + [Judgment(0, 2, 2), Judgment(2, 0, 0), Judgment(3, 0, 3), Judgment(3, 2, None)])
+    n, prior = 4, 0.5
+    w = [[0.0 if a == b else prior for b in range(n)] for a in range(n)]
+    for jd in js:
+        if jd.valid:
+            w[jd.winner][jd.loser] += 1
+    s = [0.0] * n
+    for _ in range(5000):
+        grad = [sum(w[a][b] - (w[a][b] + w[b][a]) / (1 + math.exp(s[b] - s[a])) for b in range(n) if b != a)
+                for a in range(n)]
+        s = [x + 0.2 * g for x, g in zip(s, grad)]
+    mean = sum(s) / n
+    fitted = [math.log(g) for g in bt_strengths(n, js, prior, iters=2000, tol=1e-14)]
+    assert fitted == pytest.approx([x - mean for x in s], abs=1e-7)
+    p = [sum(1 / (1 + math.exp(s[b] - s[a])) for b in range(n) if b != a) / (n - 1) for a in range(n)]
+    params = AggregatorParams(1, bt_iters=2000, bt_tol=1e-14)
+    assert bradley_terry(n, js, None, params) == pytest.approx(p, abs=1e-7)
+
+
 def test_bradley_terry_unbeaten_stays_finite():
     js = [Judgment(0, j, 0) for j in (1, 2, 3)] * 10
     out = bradley_terry(4, js, None, K1)

@@ -43,7 +43,7 @@ def test_eval_majority_ignores_unparsable_answers_and_counts_them():
     extract, equal = _mode_fns("math")
     tokenizer = SimpleNamespace(decode=lambda ids: "prompt")
     row = _score_row({"question": "3 + 4?"}, [1], tokenizer, "7", True, None,
-                     [CUT, RIGHT, CUT, "The answer is \\"], settings, extract, equal, None, "question")
+                     [CUT, RIGHT, CUT, "The answer is \\"], settings, extract, equal, "question")
     assert row["maj@4_correct"] is True  # the one readable answer wins; the cut ones do not vote
     assert row["maj@1_correct"] is False  # only a cut answer in the first sample: no majority
     metrics = _aggregate([row], settings)

@@ -6,7 +6,9 @@ dataset folder (or a hub name where the hub is reachable), and turns each into a
 where the benchmark has them ``category`` and ``group``; the published fields stay beside them,
 so a prompt template may use any of them.  Each benchmark names its answer checking
 (:class:`~selfrl.eval.evaluate.EvalSettings` ``mode``) and its default prompt, a template the user
-may override like any other (``--prompt-template``, ``data.prompt_template``).
+may override like any other (``--prompt-template``, ``data.prompt_template``).  ``instruct`` is
+selfrl's own task (:mod:`selfrl.data.instruct`): no answer key, its rows' constraints checked when
+the file is read and scored in the ``constraints`` mode.
 
 >>> row = {"question": "Ann has 1,200 cups and buys 34. How many?", "answer": "1200 + 34 = 1234\\n#### 1,234"}
 >>> BENCHMARKS.get("gsm8k").to_row(row)["answer"]
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfrl.data.constraints import ConstraintError, parse_constraints
 from selfrl.data.io import DataError, read_rows
 from selfrl.eval.extract import last_boxed
 from selfrl.registry import Registry
@@ -76,6 +79,8 @@ class Benchmark:
         shots: few-shot examples by default (only a benchmark with ``fewshot`` takes any).
         fewshot: ``(examples, shots, row) -> text`` put in the row's ``fewshot`` field, from
             the rows of the benchmark's validation split (``None``: a zero-shot benchmark).
+        answers: whether its rows carry a gold ``answer`` (``instruct``'s do not: its constraints
+            are checked instead), so that a loader asks for one only where there is one.
     """
 
     title: str
@@ -85,6 +90,7 @@ class Benchmark:
     to_row: Callable[[dict], dict]
     shots: int = 0
     fewshot: Callable[[list[dict], int, dict], str] | None = None
+    answers: bool = True
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
@@ -217,6 +223,27 @@ def mmlu_pro_fewshot(examples: list[dict], shots: int, row: dict) -> str:
     return text
 
 
+# --- instruction following ---------------------------------------------------------------------
+
+def instruct_row(row: dict) -> dict:
+    """The ``instruct`` task (``selfrl data instruct``): ``question`` and ``constraints`` (a list of
+    ``{"kind", "params"}``), checked here, when the file is read: an unknown kind, a malformed
+    parameter or constraints that cannot all hold stop the load.  There is no ``answer``: an
+    evaluation shows the constraints as the row's ``gold``.  ``group`` (single, seen or held-out
+    combination) is kept.
+
+    >>> instruct_row({"question": "Describe fog. Answer in fewer than 9 words.",
+    ...               "constraints": [{"kind": "max_words", "params": {"n": 9}}]})["constraints"]
+    [{'kind': 'max_words', 'params': {'n': 9}}]
+    """
+    try:
+        constraints = parse_constraints(_field(row, "constraints"))
+    except ConstraintError as e:
+        raise SchemaError(str(e)) from None
+    out = {"question": _field(row, "question"), "constraints": [c.to_dict() for c in constraints]}
+    return {**out, "group": row["group"]} if row.get("group") else out
+
+
 # --- the table --------------------------------------------------------------------------------
 
 MATH_SCHEMA = ("{problem, solution with \\boxed{...}, answer (MATH-500; MATH reads it from the solution), "
@@ -241,6 +268,9 @@ BENCHMARKS.register("mmlu_pro")(Benchmark(
     "MMLU-Pro", "{question, options: a list of up to 10, answer: a letter, answer_index, category; "
     "cot_content in the validation split} (TIGER-Lab/MMLU-Pro)", "mc", MMLU_PRO_PROMPT, mmlu_pro_row,
     shots=5, fewshot=mmlu_pro_fewshot))
+BENCHMARKS.register("instruct")(Benchmark(
+    "instruct", "{question, constraints: a list of {kind, params}, optional group} (selfrl data instruct)",
+    "constraints", "{question}", instruct_row, answers=False))
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -7,7 +7,13 @@ Modes:
 - ``math``: answers extracted by :func:`selfrl.eval.extract.extract_answer`, compared
   with math-verify;
 - ``aime``: integer answers 0–999;
-- ``mc``: multiple choice A–J with MMLU-Pro's extraction order and per-category accuracy.
+- ``mc``: multiple choice A–J with MMLU-Pro's extraction order and per-category accuracy;
+- ``constraints``: no answer key; each row's instruction-following constraints (its
+  ``constraints`` field, :mod:`selfrl.data.constraints`) are checked, as IFEval scores: a
+  completion is right (``greedy_pass@1``, ``avg@n``, ``pass@k``: prompt-level) when it satisfies
+  all of them; ``greedy_constraint_level`` is the share of all constraints satisfied
+  (constraint-level) and ``per_kind`` that share per kind.  There is no majority vote over
+  open-ended answers, so no ``maj@k``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 from pydantic import ConfigDict, Field, model_validator
 
 from selfrl.config.loader import StrictModel
+from selfrl.data.constraints import Constraint, describe, parse_constraints, satisfied
 from selfrl.data.io import DataError
 from selfrl.eval.extract import (
     answer_parses,
@@ -35,7 +42,7 @@ from selfrl.prompts import PromptFormat
 from selfrl.rollout.base import RolloutEngine, SamplingParams
 from selfrl.rollout.hf import HFEngine
 
-MODES = ("math", "aime", "mc")  # EvalSettings.mode
+MODES = ("math", "aime", "mc", "constraints")  # EvalSettings.mode
 
 
 class EvalSettings(StrictModel):
@@ -51,8 +58,9 @@ class EvalSettings(StrictModel):
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass of the n samples")
     max_new_tokens: int = Field(256, ge=1, description="tokens per evaluated answer")
     batch_size: int = Field(128, ge=1, description="sequences decoded together")
-    mode: Literal["math", "aime", "mc"] = Field(
-        "math", description="answer extraction: math (math-verify), aime (integers 0-999), mc (A-J)")
+    mode: Literal["math", "aime", "mc", "constraints"] = Field(
+        "math", description="answer checking: math (math-verify), aime (integers 0-999), mc (A-J), "
+                            "constraints (each row's instruction-following constraints checked; no answers)")
     greedy: bool = Field(True, description="measure greedy pass@1 too")
     seed: int = Field(0, description="seed of the sampled answers")
 
@@ -136,8 +144,11 @@ def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings | No
         raise DataError(f"every one of the {len(rows)} prompts is longer than the limit of {fmt.max_tokens} "
                         f"tokens: nothing to evaluate")
     rows, ids, prompts = [rows[i] for i in fitted.kept], [all_ids[i] for i in fitted.kept], fitted.ids
-    golds = [str(r[answer_field]) for r in rows]
-    usable = [gold_ok(g, settings.mode) for g in golds]
+    if settings.mode == "constraints":  # read before any sampling: a bad row fails at once
+        checks = [row_constraints(r, i) for r, i in zip(rows, ids)]
+    else:
+        golds = [str(r[answer_field]) for r in rows]
+        usable = [gold_ok(g, settings.mode) for g in golds]
     gen = torch.Generator().manual_seed(settings.seed)
     greedy = []
     if settings.greedy:
@@ -150,9 +161,15 @@ def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings | No
         sampled = [[c.text for c in g] for g in engine.generate(prompts, params, gen)]
     samples = []
     for i, row in enumerate(rows):
-        sample = _score_row(row, prompts[i], tokenizer, golds[i], usable[i],
-                            greedy[i] if greedy else None, sampled[i], settings,
-                            extract, equal, category_field, question_field)
+        greedy_text = greedy[i] if greedy else None
+        if settings.mode == "constraints":
+            sample = _score_constraints(row, prompts[i], tokenizer, checks[i], greedy_text, sampled[i],
+                                        question_field)
+        else:
+            sample = _score_row(row, prompts[i], tokenizer, golds[i], usable[i], greedy_text, sampled[i],
+                                settings, extract, equal, question_field)
+        if category_field:
+            sample["category"] = row.get(category_field, "unknown")
         if group_field:
             sample["group"] = row.get(group_field, "unknown")
         samples.append({"id": ids[i], **sample})
@@ -164,8 +181,36 @@ def evaluate(model, tokenizer, rows: Sequence[dict], settings: EvalSettings | No
     return metrics, samples
 
 
+def row_constraints(row: dict, name: str) -> list[Constraint]:
+    """A ``constraints``-mode row's constraints; a :class:`DataError` names the row.
+
+    >>> row_constraints({"question": "Hi."}, "7")
+    Traceback (most recent call last):
+    ...
+    selfrl.data.io.DataError: row 7: no 'constraints' field (fields: question); constraints mode checks each \
+row's constraints
+    """
+    if "constraints" not in row:
+        raise DataError(f"row {name}: no 'constraints' field (fields: {', '.join(sorted(row))}); constraints "
+                        f"mode checks each row's constraints")
+    return parse_constraints(row["constraints"], where=f"row {name}")
+
+
+def _score_constraints(row, prompt, tokenizer, constraints, greedy_text, texts, question_field) -> dict:
+    """A row of ``constraints`` mode: every completion's verdict on each constraint; it is right
+    (``correct``, ``greedy_correct``) when it satisfies them all."""
+    verdicts = [satisfied(t, constraints) for t in texts]
+    out = {"prompt": tokenizer.decode(prompt), "question": row.get(question_field),
+           "gold": describe(constraints), "gold_parsed": True, "kinds": [c.kind for c in constraints],
+           "samples": texts, "verdicts": verdicts, "correct": [all(v) for v in verdicts], "n_unparsable": 0}
+    if greedy_text is not None:
+        greedy_verdicts = satisfied(greedy_text, constraints)
+        out.update(greedy=greedy_text, greedy_verdicts=greedy_verdicts, greedy_correct=all(greedy_verdicts))
+    return out
+
+
 def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, settings,
-               extract, equal, category_field, question_field) -> dict:
+               extract, equal, question_field) -> dict:
     answers = [extract(t) for t in texts]
     correct = [usable and equal(a, gold) for a in answers]
     votes = [a if can_vote(a, settings.mode) else None for a in answers]  # unreadable: no vote
@@ -173,8 +218,6 @@ def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, setting
            "gold_parsed": usable,
            "samples": texts, "answers": answers, "correct": correct,
            "n_unparsable": sum(v is None for v in votes)}
-    if category_field:
-        out["category"] = row.get(category_field, "unknown")
     if greedy_text is not None:
         ga = extract(greedy_text)
         out.update(greedy=greedy_text, greedy_answer=ga, greedy_correct=usable and equal(ga, gold),
@@ -183,6 +226,26 @@ def _score_row(row, prompt, tokenizer, gold, usable, greedy_text, texts, setting
         maj = majority_answer(votes[:k], lambda a, b: equal(a, b)) if texts else None
         out[f"maj@{k}_correct"] = usable and maj is not None and equal(maj, gold)
     return out
+
+
+def constraint_level(samples: list[dict], greedy: bool = True) -> tuple[tuple[float, float], dict]:
+    """``constraints`` mode: the share of all constraints satisfied (IFEval's instruction level)
+    with its standard error over constraints, and that share per kind; of the greedy completions,
+    else of all the samples.
+
+    >>> rows = [{"kinds": ["lowercase", "title"], "greedy_verdicts": [True, False]},
+    ...         {"kinds": ["title"], "greedy_verdicts": [True]}]
+    >>> (level, _), per_kind = constraint_level(rows)
+    >>> round(level, 3), per_kind
+    (0.667, {'lowercase': 1.0, 'title': 0.5})
+    """
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for x in samples:
+        for verdicts in [x["greedy_verdicts"]] if greedy else x["verdicts"]:
+            for kind, ok in zip(x["kinds"], verdicts):
+                by_kind[kind].append(float(ok))
+    pooled = [ok for oks in by_kind.values() for ok in oks]
+    return mean_and_stderr(pooled), {kind: sum(oks) / len(oks) for kind, oks in sorted(by_kind.items())}
 
 
 def answer_form_split(samples: list[dict]) -> dict:
@@ -212,7 +275,8 @@ def problem_scores(samples: list[dict], s: EvalSettings) -> dict[str, list[float
     if s.n:
         scores[f"avg@{s.n}"] = [sum(x["correct"]) / s.n for x in samples]
         for k in s.ks:
-            scores[f"maj@{k}"] = [float(x[f"maj@{k}_correct"]) for x in samples]
+            if s.mode != "constraints":  # no majority vote over open-ended answers
+                scores[f"maj@{k}"] = [float(x[f"maj@{k}_correct"]) for x in samples]
             scores[f"pass@{k}"] = [pass_at_k(s.n, sum(x["correct"]), k) for x in samples]
     return scores
 
@@ -225,9 +289,12 @@ def _aggregate(samples: list[dict], s: EvalSettings) -> dict:
     stderr = {}
     for key, values in scores.items():
         m[key], stderr[key] = mean_and_stderr(values)
-    if s.greedy:
+    if s.mode == "constraints":
+        key = "greedy_constraint_level" if s.greedy else "sampled_constraint_level"
+        (m[key], stderr[key]), m["per_kind"] = constraint_level(samples, s.greedy)
+    elif s.greedy:
         m.update(answer_form_split(samples))
-    if s.n:
+    if s.n and s.mode != "constraints":
         # sampled answers that could not be read (none found, or cut off): they never vote in maj@k
         m["unparsable_answer_frac"] = sum(x["n_unparsable"] for x in samples) / (n_rows * s.n)
     m["stderr"] = stderr  # of each mean over problems (the spread of the problems, not of the sampling)

@@ -38,7 +38,7 @@ from selfrl.eval.evaluate import EvalSettings, evaluate
 from selfrl.eval.metrics import mean_and_stderr, paired_difference
 from selfrl.prompts import PromptOptions
 
-_TABLE_METRIC = re.compile(r"^(greedy_pass@1|avg@\d+|maj@\d+|pass@\d+)$")
+_TABLE_METRIC = re.compile(r"^(greedy_pass@1|greedy_constraint_level|avg@\d+|maj@\d+|pass@\d+)$")
 
 
 class SuiteEntry(StrictModel):
@@ -188,9 +188,10 @@ def suite_table(results: list[dict]) -> str:
         cells += [str(m.get(k, "-")) for k in counts]
         lines.append("| " + " | ".join(cells) + " |")
     for r in results:
-        for key, what in (("per_group", "group"), ("per_category", "category")):
+        for key, what, score in (("per_group", "group", "accuracy"), ("per_category", "category", "accuracy"),
+                                 ("per_kind", "constraint kind", "satisfied")):
             if key in r["metrics"]:
-                lines += ["", f"{r['name']} by {what}:", "", f"| {what} | accuracy |", "| --- | ---: |"]
+                lines += ["", f"{r['name']} by {what}:", "", f"| {what} | {score} |", "| --- | ---: |"]
                 lines += [f"| {c} | {_percent(v)} |" for c, v in r["metrics"][key].items()]
     return "\n".join(lines) + "\n"
 

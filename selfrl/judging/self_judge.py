@@ -8,11 +8,20 @@ judgments into rewards with a registered aggregator (``copeland``, ``elo``,
 ``group_data["judge"]`` (a :class:`JudgedGroup` per group): they travel with their group on the
 rollout batch, so that a recipe can train the judge on exactly the groups it trains (SERL).
 
-When rows carry a gold ``answer`` (the arith task), the judge's accuracy is measured on the
-pairs where exactly one response is right; it never enters the reward.  When pairs are judged in
-both orders (SERL), ``judge_position_consistency`` is the share of the two orders' verdicts
-(the k-th of one order beside the k-th of the other, both parsed) that pick the same response:
-a judge that follows the slot rather than the content scores 0.
+When rows carry a ground truth (``truth``, a name in :data:`~selfrl.judging.truth.JUDGE_TRUTHS`:
+the gold answer of the arith task, the checker of the instruct task), the judge's accuracy is
+measured on the pairs the truth ranks apart (``judge_accuracy``; for ``accuracy``, the pairs
+where exactly one response is right) and the truth's mean over the responses is logged
+(``truth_mean``: how good the answers are by a measure the run never trains on); neither ever
+enters the reward.  When pairs are judged in both orders (SERL), ``judge_position_consistency`` is
+the share of the two orders' verdicts (the k-th of one order beside the k-th of the other, both
+parsed) that pick the same response: a judge that follows the slot rather than the content
+scores 0.
+
+With ``simulated_accuracy`` set, no model judges: each verdict follows the truth with that
+probability (:func:`~selfrl.judging.truth.simulated_winner`; ties by a fair coin), through the
+same pair schedule and aggregator.  Its samples carry a one-line note instead of a judge's text
+and no tokens, so they are never trained.
 """
 
 from __future__ import annotations
@@ -20,10 +29,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from selfrl.eval.extract import extract_answer, grade
 from selfrl.judging.aggregators import AGGREGATORS, AggregatorParams, Judgment
 from selfrl.judging.parse import parse_serl, parse_srr1
 from selfrl.judging.rewards import pair_schedule, strip_think, to_judgment, word_count
+from selfrl.judging.truth import JUDGE_TRUTHS, simulated_winner
 from selfrl.prompts import PromptFormat, serl_judge_messages, srr1_judge_messages
 from selfrl.rewards.base import RewardBatch, RewardResult
 from selfrl.rollout.base import Completion, SamplingParams
@@ -79,6 +88,10 @@ class SelfJudgeReward:
         seed: seeds the coin flips.
         generator: a ``torch.Generator`` for the judge's sampling (the trainer's, so that
             resume is exact).
+        truth: a name in :data:`~selfrl.judging.truth.JUDGE_TRUTHS` the judge is measured against
+            where a row carries it (``None``: not measured).
+        simulated_accuracy: judge by the truth instead of a model, right with this probability
+            (``None``: a model judges); every row must then carry the truth.
     """
 
     name = "self_judge"
@@ -87,9 +100,13 @@ class SelfJudgeReward:
                  schedule: str = "both_orders", judge_samples: int = 4,
                  sampling: SamplingParams | None = None,
                  seed: int = 0, generator=None, name: str | None = None,
-                 prompt_format: PromptFormat | None = None) -> None:
+                 prompt_format: PromptFormat | None = None, truth: str | None = "accuracy",
+                 simulated_accuracy: float | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"judge format must be one of {sorted(FORMATS)}, got {fmt!r}")
+        if simulated_accuracy is not None and (truth is None or not 0.0 <= simulated_accuracy <= 1.0):
+            raise ValueError(f"a simulated judge needs a truth to follow and an accuracy in [0, 1]; got "
+                             f"truth {truth!r}, accuracy {simulated_accuracy}")
         self.engine, self.tokenizer, self.fmt = engine, tokenizer, fmt
         self.prompt_format = prompt_format or PromptFormat()
         self.aggregate = AGGREGATORS.get(aggregator)
@@ -98,16 +115,44 @@ class SelfJudgeReward:
         self.sampling = sampling or SamplingParams(temperature=0.9, max_new_tokens=2048)  # SERL's
         self.rng = random.Random(seed)
         self.generator = generator
+        self.truth = JUDGE_TRUTHS.get(truth) if truth is not None else None
+        self.truth_name = truth
+        self.simulated_accuracy = simulated_accuracy
+        self.flips = random.Random(f"{seed}:simulated judge")  # its own stream: the schedule is unchanged
         if name:
             self.name = name
 
     def __call__(self, batch: RewardBatch) -> RewardResult:
-        build, parse = FORMATS[self.fmt]
         responses = [strip_think(c) for c in batch.completions]
         plan: list[tuple[int, int, int]] = []  # (group, i, j) in group-local indices
         for g, rng_ in enumerate(batch.groups()):
             for i, j in pair_schedule(len(rng_), self.params.judge_samples, self.rng, self.schedule):
                 plan.append((g, i, j))
+        truths = [self._truth(batch, g) for g in batch.groups()]
+        if self.simulated_accuracy is None:
+            samples = self._ask(batch, responses, plan)
+        else:
+            samples = self._simulate(batch, plan, truths)
+        groups: list[JudgedGroup] = [JudgedGroup([], []) for _ in batch.groups()]
+        for (g, _, _), sample in zip(plan, samples):
+            groups[g].samples.append(sample)
+        for g, group in zip(batch.groups(), groups):
+            lengths = [word_count(responses[k]) for k in g]
+            group.scores = self.aggregate(batch.group_size, [s.judgment for s in group.samples], lengths,
+                                          self.params)
+        scores = [x for group in groups for x in group.scores]
+        return RewardResult(scores, self._metrics(groups, truths), {"judge": groups})
+
+    def _truth(self, batch: RewardBatch, group: range) -> list[float] | None:
+        """Each response's score by the truth, or ``None`` (no truth, or the row carries none)."""
+        if self.truth is None:
+            return None
+        return self.truth(batch.rows[group.start], batch.completions[group.start:group.stop])
+
+    def _ask(self, batch: RewardBatch, responses: list[str],
+             plan: list[tuple[int, int, int]]) -> list[JudgeSample]:
+        """The judge model's verdict on every planned pair: prompts rendered, sampled, parsed."""
+        build, parse = FORMATS[self.fmt]
         prompts = []
         for g, i, j in plan:
             base = g * batch.group_size
@@ -116,34 +161,46 @@ class SelfJudgeReward:
         outs = self.engine.generate(prompts, SamplingParams(
             n=1, temperature=self.sampling.temperature, top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens), self.generator)
-        groups: list[JudgedGroup] = [JudgedGroup([], []) for _ in batch.groups()]
-        for (g, i, j), out in zip(plan, outs):
-            groups[g].samples.append(JudgeSample(to_judgment(i, j, parse(out[0].text)), out[0]))
-        for g, group in zip(batch.groups(), groups):
-            lengths = [word_count(responses[k]) for k in g]
-            group.scores = self.aggregate(batch.group_size, [s.judgment for s in group.samples], lengths,
-                                          self.params)
-        scores = [x for group in groups for x in group.scores]
-        return RewardResult(scores, self._metrics(batch, groups), {"judge": groups})
+        return [JudgeSample(to_judgment(i, j, parse(out[0].text)), out[0])
+                for (_, i, j), out in zip(plan, outs)]
 
-    def _metrics(self, batch: RewardBatch, groups: list[JudgedGroup]) -> dict[str, float]:
-        samples = [(base, s) for base, group in zip(range(0, len(batch), batch.group_size), groups)
-                   for s in group.samples]  # (the group's first row, a sample)
+    def _simulate(self, batch: RewardBatch, plan: list[tuple[int, int, int]],
+                  truths: list[list[float] | None]) -> list[JudgeSample]:
+        """The simulated judge's verdict on every planned pair (one independent draw each)."""
+        samples = []
+        for g, i, j in plan:
+            truth = truths[g]
+            if truth is None:
+                row = batch.rows[g * batch.group_size]
+                raise ValueError(f"the simulated judge follows the truth {self.truth_name!r}, which row "
+                                 f"{row.get('id', g)!r} does not carry (fields: {', '.join(sorted(row))})")
+            winner = simulated_winner(i, j, truth, self.simulated_accuracy, self.flips)
+            if truth[i] == truth[j]:
+                how = "a coin (equal truth)"
+            else:
+                how = "the truth" if truth[winner] == max(truth[i], truth[j]) else "a flip against the truth"
+            shown = 1 if winner == i else 2
+            note = f"[simulated judge] truth {truth[i]:g} vs {truth[j]:g}: picked {shown} by {how}"
+            samples.append(JudgeSample(Judgment(i, j, winner), Completion(note, [], [], "simulated")))
+        return samples
+
+    def _metrics(self, groups: list[JudgedGroup], truths: list[list[float] | None]) -> dict[str, float]:
+        samples = [(truth, s) for truth, group in zip(truths, groups) for s in group.samples]
         failures = sum(s.judgment.winner is None for _, s in samples)
         metrics = {"judge_parse_failure_frac": failures / max(1, len(samples))}
         agree = [a == b for group in groups for a, b in _both_orders(group.samples)]
         if agree:
             metrics["judge_position_consistency"] = sum(agree) / len(agree)
+        known = [x for truth in truths if truth is not None for x in truth]
+        if known:
+            metrics["truth_mean"] = sum(known) / len(known)
         right, seen = 0, 0
-        for base, s in samples:
-            gold = batch.rows[base].get("answer")
-            if gold is None or s.judgment.winner is None:
-                continue
-            ok_i = grade(extract_answer(batch.completions[base + s.judgment.i]), str(gold)).correct
-            ok_j = grade(extract_answer(batch.completions[base + s.judgment.j]), str(gold)).correct
-            if ok_i != ok_j:  # exactly one is right: the judge has a ground truth here
-                seen += 1
-                right += (s.judgment.winner == s.judgment.i) == ok_i
+        for truth, s in samples:
+            jd = s.judgment
+            if truth is None or jd.winner is None or truth[jd.i] == truth[jd.j]:
+                continue  # no truth here, no verdict, or the truth cannot tell the two apart
+            seen += 1
+            right += truth[jd.winner] > truth[jd.loser]
         if seen:
             metrics["judge_accuracy"] = right / seen
             metrics["judge_checkable_pairs"] = float(seen)

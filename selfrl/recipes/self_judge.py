@@ -20,16 +20,27 @@ added, with its weight, to the configured rewards (accuracy, format, … each we
 Departures: the judge is the live policy through the same rollout engine (a separate frozen
 judge model is an option); SERL's story-continuation prompt wrapper is not copied.  Both run
 on a plain prompt file with no answers: rows need only the question field.
+
+Not in the papers: ``judge: simulated`` replaces the judge by the ground truth (``judge_truth``:
+the gold answer, or the instruct task's constraint checker) flipped with probability
+``1 - judge_accuracy``, each verdict independently (ties in the truth: a fair coin), through the
+same pair schedule and aggregator; it calibrates how accurate a judge an aggregator needs
+(``scripts/judge_sweep.py``).  A simulated judge writes no tokens, so it is never trained, as a
+separate ``judge_model`` is not.  With a model judge, ``judge_truth`` only measures it
+(``judge_accuracy``, ``truth_mean`` in the reward's metrics): the truth never enters a reward.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from selfrl.config import StrictModel, validate_section
 from selfrl.judging.aggregators import group_normalise, serl_judge_rewards
 from selfrl.judging.self_judge import JudgedGroup, SelfJudgeReward
+from selfrl.judging.truth import JUDGE_TRUTHS
 from selfrl.recipes import RECIPES
 from selfrl.rewards import WeightedSum
 from selfrl.rollout.base import SamplingParams
@@ -48,7 +59,40 @@ class JudgeArgs(StrictModel):
     aggregator: str = Field("copeland", description="copeland, elo or bradley_terry")
     judge_weight: float = Field(1.0, description="weight of the self-judge reward in the sum (srr1)")
     judge_model: str | None = Field(None, description="a separate, frozen judge model (default: the policy)")
-    train_judge: bool = Field(True, description="serl: train the judge samples (mixed loss)")
+    train_judge: bool = Field(True, description="serl: train the judge samples (mixed loss; a separate "
+                                                "judge_model or a simulated judge is never trained)")
+    judge: Literal["policy", "simulated"] = Field(
+        "policy", description="who judges: policy (the policy itself, or judge_model) or simulated (the "
+                              "judge_truth, right with probability judge_accuracy: a judge of known skill)")
+    judge_accuracy: float | None = Field(
+        None, ge=0, le=1, description="judge=simulated: the probability that a verdict follows the truth "
+                                      "(ties in the truth: a fair coin)")
+    judge_truth: str | None = Field(
+        "accuracy", description="the ground truth the judge is measured against where rows carry it (and "
+                                "that a simulated judge follows): accuracy (the gold answer) or constraints "
+                                "(the instruct task's checker); null: none.  Never part of a reward")
+
+    @field_validator("judge_truth")
+    @classmethod
+    def _known_truth(cls, name: str | None) -> str | None:
+        if name is not None and name not in JUDGE_TRUTHS:
+            raise ValueError(f"unknown judge truth {name!r}; valid: {', '.join(JUDGE_TRUTHS.names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _check_simulated(self) -> JudgeArgs:
+        simulated = self.judge == "simulated"
+        if simulated and (self.judge_accuracy is None or self.judge_truth is None or self.judge_model):
+            raise ValueError("judge=simulated needs judge_accuracy (0 to 1) and judge_truth, and no "
+                             "judge_model")
+        if not simulated and self.judge_accuracy is not None:
+            raise ValueError("judge_accuracy is the simulated judge's: set judge=simulated, or drop it")
+        return self
+
+    @property
+    def trains_judge(self) -> bool:
+        """SERL's mixed loss trains the judge samples: only the policy's own, when asked."""
+        return self.train_judge and self.judge == "policy" and not self.judge_model
 
 
 class _SelfJudgeRecipe(Recipe):
@@ -79,7 +123,8 @@ class _SelfJudgeRecipe(Recipe):
             sampling=SamplingParams(temperature=self.args.judge_temperature,
                                     max_new_tokens=self.args.judge_max_new_tokens),
             seed=self.ctx.dist.rank_seed(self.cfg.train.seed), generator=self.ctx.generator,
-            name=f"{self.fmt}_judge", prompt_format=prompt_format)
+            name=f"{self.fmt}_judge", prompt_format=prompt_format, truth=self.args.judge_truth,
+            simulated_accuracy=self.args.judge_accuracy)
 
 
 SERL_STD_EPS = 1e-4  # SERL's group normalisation: (r - mean) / (std + 1e-4), actor and judge alike
@@ -97,7 +142,7 @@ class SERLJudge(_SelfJudgeRecipe):
                              f"as SERL does, (r - mean) / (std + {SERL_STD_EPS:g}): set "
                              f"algorithm.advantage=grpo and algorithm.norm_by_std=true (got {a.advantage}, "
                              f"norm_by_std={a.norm_by_std})")
-        if self.args.train_judge and not self.args.judge_model and a.loss_agg != "token-mean":
+        if self.args.trains_judge and a.loss_agg != "token-mean":
             raise ValueError(f"recipe {self.cfg.recipe}: the mixed loss α·L_actor + β·L_judge is built as "
                              f"loss weights that are exact under token-mean aggregation only; set "
                              f"algorithm.loss_agg=token-mean (got {a.loss_agg!r}) or "
@@ -113,7 +158,7 @@ class SERLJudge(_SelfJudgeRecipe):
         groups = [k // batch.group_size for k in range(len(batch))]
         actor = batch.replace(fixed_advantages=torch.tensor(  # (B,) the actor's, SERL's eps
             group_normalise(batch.scores.tolist(), groups, SERL_STD_EPS), dtype=torch.float32))
-        if not self.args.train_judge or self.args.judge_model:
+        if not self.args.trains_judge:
             return [actor]
         judged = batch.group_data["judge"]
         if not self.ctx.dist.any_true(any(g.samples for g in judged)):

@@ -17,6 +17,7 @@ name               class               scores
 ``majority_vote``  MajorityVoteReward  1.0 when the answer agrees with the group's majority
 ``reward_model``   RewardModelReward   a trained pairwise reward model's score
 ``srl_step``       SrlStepReward       SRL: similarity of the next step to the expert's
+``constraints``    ConstraintsReward   the share (or all) of the row's instruction constraints met
 =================  ==================  ====================================================
 
 A new reward is one module of this package with ``@register_reward("name")`` (see the
@@ -35,6 +36,7 @@ from selfrl.rewards.base import (
     compute_reward,
     reward_name,
 )
+from selfrl.rewards.constraints import ConstraintsReward
 from selfrl.rewards.formatting import THINK_ANSWER, THINK_ANSWER_TAGS, FormatReward, TagCountReward
 from selfrl.rewards.length import LengthPenalty
 from selfrl.rewards.majority import MajorityVoteReward
@@ -50,6 +52,7 @@ __all__ = [
     "THINK_ANSWER",
     "THINK_ANSWER_TAGS",
     "AccuracyReward",
+    "ConstraintsReward",
     "FormatReward",
     "HttpReward",
     "LengthPenalty",

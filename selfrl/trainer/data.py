@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from selfrl.data.arith_files import write_arith_if_missing
 from selfrl.data.io import DataError, read_rows
-from selfrl.eval.benchmarks import load_benchmark
+from selfrl.eval.benchmarks import BENCHMARKS, load_benchmark
 from selfrl.prompts import PromptFormat
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def training_rows(data: DataConfig, fmt: PromptFormat) -> list[dict]:
     ``data.require_answer``); an arith variant's files are written first when missing."""
     if data.arith_if_missing:
         write_arith_if_missing(data.train)
-    required = [data.answer_field] if data.require_answer else []
+    required = _answer(data) if data.require_answer else []
     rows = _read(data, data.train, data.train_split, required + fmt.fields())
     for i, row in enumerate(rows, start=1):
         if not isinstance(row.get("prompt"), list) and data.question_field not in row:
@@ -35,11 +35,19 @@ def training_rows(data: DataConfig, fmt: PromptFormat) -> list[dict]:
 
 
 def eval_rows(data: DataConfig, fmt: PromptFormat, limit: int) -> list[dict]:
-    """The first ``limit`` (0: all) of ``data.eval``'s rows, each with its answer."""
+    """The first ``limit`` (0: all) of ``data.eval``'s rows, each with its answer (where the
+    benchmark has answers)."""
     if data.arith_if_missing:
         write_arith_if_missing(data.eval)
-    rows = _read(data, data.eval, data.eval_split, [data.answer_field, *fmt.fields()])
+    rows = _read(data, data.eval, data.eval_split, [*_answer(data), *fmt.fields()])
     return rows[:limit] if limit else rows
+
+
+def _answer(data: DataConfig) -> list[str]:
+    """The answer field rows must hold: none for a benchmark without answers (``instruct``)."""
+    if data.benchmark is not None and not BENCHMARKS.get(data.benchmark).answers:
+        return []
+    return [data.answer_field]
 
 
 def _read(data: DataConfig, source: str, split: str, required: list[str]) -> list[dict]:

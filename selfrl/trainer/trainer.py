@@ -819,7 +819,11 @@ class Trainer:
                                         category_field="category" if bench else None,
                                         group_field="group" if bench else None)
         write_jsonl(self.run_dir / "eval" / f"step-{self.step:06d}.jsonl", samples)
-        return {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)}
+        out = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)}
+        # A curve per kind, group or category too (per_kind: the instruct task's constraint kinds).
+        out.update({f"eval/{k}/{part}": v for k, parts in metrics.items() if k.startswith("per_")
+                    for part, v in parts.items()})
+        return out
 
     def _evaluate_on_main(self) -> dict:
         """:meth:`evaluate` on rank 0 while the other processes wait ({} there); a sharded policy is

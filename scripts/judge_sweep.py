@@ -1,0 +1,219 @@
+"""Gain against judge accuracy: a self-judging recipe run with a simulated judge of accuracy p, per
+aggregator and seed, and the held-out gain collected into a table and a plot.
+
+For every aggregator A, judge accuracy p and seed S this runs, one after another (one ``selfrl
+train`` process at a time, each writing its own run folder)::
+
+    selfrl train CONFIG [overrides] recipe_args.judge=simulated recipe_args.judge_accuracy=p
+        recipe_args.aggregator=A train.seed=S logging.run_dir=OUT/A/p0.70/seed-S --overwrite
+
+The simulated judge follows the config's ``recipe_args.judge_truth`` (the gold answer, or the
+instruct task's checker) and flips each verdict with probability 1 - p (``selfrl.judging.truth``);
+everything else (pair schedule, aggregator, the actor's update) is the recipe's own.  A run whose
+folder holds ``sweep.json`` is done and not run again, so an interrupted sweep continues.
+
+From each run's ``metrics.jsonl`` it reads the held-out metric (``--metric``, e.g.
+``greedy_pass@1`` or ``greedy_constraint_level``) before training (step 0: ``eval.at_start``
+must be on) and at the last evaluation, and the judge's measured accuracy (the mean over steps of
+the reward's ``judge_accuracy``).  It writes ``OUT/summary.json`` (every run, and per aggregator
+and p the gain's mean and standard error over seeds), ``OUT/gain_vs_p.png`` and
+``OUT/gain_vs_p.md`` (the tables of gain and of measured judge accuracy, mean ± SE over seeds).
+
+Usage::
+
+    python scripts/judge_sweep.py recipes/instruct_serl_smollm2.yaml --p 0.5 0.6 0.7 0.8 0.9 1.0 \\
+        --aggregators copeland elo bradley_terry --seeds 0 1 2 --metric greedy_constraint_level \\
+        --out runs/judge_sweep_instruct
+    python scripts/judge_sweep.py CONFIG --report-only --out runs/judge_sweep_instruct  # collect only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from selfrl.eval.metrics import mean_and_stderr
+from selfrl.trainer.logger import read_metrics
+
+DONE = "sweep.json"  # written in a run folder when its run finished
+
+
+def run_dir_for(out: Path, aggregator: str, p: float, seed: int) -> Path:
+    """``OUT/AGGREGATOR/p0.70/seed-S``."""
+    return out / aggregator / f"p{p:.2f}" / f"seed-{seed}"
+
+
+def train_command(config: str, overrides: list[str], aggregator: str, p: float, seed: int,
+                  run_dir: Path) -> list[str]:
+    """The ``selfrl train`` command of one run (the sweep's settings after the user's overrides)."""
+    return [sys.executable, "-m", "selfrl.cli", "train", config, *overrides, "recipe_args.judge=simulated",
+            f"recipe_args.judge_accuracy={p}", f"recipe_args.aggregator={aggregator}", f"train.seed={seed}",
+            f"logging.run_dir={run_dir}", "--overwrite"]
+
+
+def run_one(cmd: list[str], run_dir: Path) -> dict:
+    """Run one training to its end (its output goes to this terminal); marks the folder done."""
+    print("$ " + " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    code = subprocess.run(cmd).returncode
+    if code != 0:
+        raise SystemExit(f"{run_dir}: selfrl train exited with {code}")
+    info = {"wall_s": time.perf_counter() - t0, "command": cmd}
+    (run_dir / DONE).write_text(json.dumps(info) + "\n")
+    return info
+
+
+def collect_run(run_dir: Path, metric: str) -> dict:
+    """Before, after and gain (points) of ``eval/METRIC``, and the judge's measured accuracy."""
+    rows = read_metrics(run_dir)
+    key = f"eval/{metric}"
+    evals = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), float)]
+    if not evals or evals[0][0] != 0 or len(evals) < 2:
+        found = sorted({k for r in rows for k in r if k.startswith("eval/")})
+        raise SystemExit(f"{run_dir}: needs {key} at step 0 (eval.at_start) and after training; the run "
+                         f"logged {', '.join(found) or 'no evaluation'}")
+    accuracy = [v for r in rows for k, v in r.items()
+                if k.startswith("reward/") and k.endswith("/judge_accuracy") and isinstance(v, float)]
+    (_, before), (last, after) = evals[0], evals[-1]
+    return {"before": 100 * before, "after": 100 * after, "gain": 100 * (after - before), "last_step": last,
+            "judge_accuracy": 100 * sum(accuracy) / len(accuracy) if accuracy else math.nan}
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean, standard error over seeds (nan for one) and count of the finite values."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return {"mean": math.nan, "se": math.nan, "n": 0}
+    mean, se = mean_and_stderr(finite)
+    return {"mean": mean, "se": se if len(finite) > 1 else math.nan, "n": len(finite)}
+
+
+def collect(out: Path, aggregators: list[str], ps: list[float], seeds: list[int], metric: str) -> dict:
+    """Every finished run of the grid, and per aggregator and p the gain and measured judge accuracy
+    over seeds (runs not found are listed under ``missing``)."""
+    runs, missing = [], []
+    table: dict = {}
+    for aggregator in aggregators:
+        for p in ps:
+            found = []
+            for seed in seeds:
+                run_dir = run_dir_for(out, aggregator, p, seed)
+                if not (run_dir / DONE).is_file():
+                    missing.append(str(run_dir))
+                    continue
+                found.append({"aggregator": aggregator, "p": p, "seed": seed, **collect_run(run_dir, metric)})
+            runs += found
+            table.setdefault(aggregator, {})[f"{p:.2f}"] = {
+                "gain": summarise([r["gain"] for r in found]),
+                "judge_accuracy": summarise([r["judge_accuracy"] for r in found])}
+    return {"metric": metric, "p": ps, "aggregators": aggregators, "seeds": seeds, "table": table,
+            "runs": runs, "missing": missing}
+
+
+def _cell(s: dict, signed: bool) -> str:
+    if s["n"] == 0:
+        return "-"
+    mean = round(s["mean"], 1) + 0.0  # no "-0.0" for a mean that rounds to zero
+    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
+    return text + ("" if math.isnan(s["se"]) else f" ± {s['se']:.1f}") + f" ({s['n']})"
+
+
+def markdown(summary: dict) -> str:
+    """The gain table and the measured judge accuracy table: a row per p, a column per aggregator,
+    ``mean ± SE (seeds)``.
+
+    >>> s = {"metric": "greedy_pass@1", "aggregators": ["elo"], "p": [0.5], "table": {"elo": {"0.50": {
+    ...     "gain": {"mean": 1.5, "se": 0.5, "n": 3}, "judge_accuracy": {"mean": 50.2, "se": 0.4, "n": 3}}}}}
+    >>> print(markdown(s).splitlines()[4])
+    | 0.50 | +1.5 ± 0.5 (3) |
+    """
+    aggs = summary["aggregators"]
+    head = "| p | " + " | ".join(aggs) + " |\n|" + " ---: |" * (len(aggs) + 1)
+    out = []
+    for what, title in (("gain", f"gain in eval/{summary['metric']} (points, after - before)"),
+                        ("judge_accuracy", "measured judge accuracy (%, mean over steps)")):
+        out += [f"{title}, mean ± SE over seeds (seeds):", "", head]
+        for p in summary["p"]:
+            cells = [_cell(summary["table"][a][f"{p:.2f}"][what], signed=what == "gain") for a in aggs]
+            out.append("| " + " | ".join([f"{p:.2f}", *cells]) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(summary: dict, path: Path) -> Path:
+    """Gain against p, a line per aggregator, standard errors as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, aggregator in enumerate(summary["aggregators"]):
+        cells = [(p, summary["table"][aggregator][f"{p:.2f}"]["gain"]) for p in summary["p"]]
+        cells = [(p, s) for p, s in cells if s["n"]]
+        if not cells:
+            continue
+        xs = [p + (i - 1) * 0.004 for p, _ in cells]  # a little apart, so the bars do not hide each other
+        errors = [0 if math.isnan(s["se"]) else s["se"] for _, s in cells]
+        ax.errorbar(xs, [s["mean"] for _, s in cells], yerr=errors, marker="o", capsize=3, label=aggregator)
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("simulated judge accuracy p")
+    ax.set_ylabel(f"gain in {summary['metric']} (points)")
+    ax.set_title("held-out gain against judge accuracy")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(summary: dict, out: Path) -> None:
+    """``summary.json``, ``gain_vs_p.md`` and ``gain_vs_p.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "gain_vs_p.md").write_text(markdown(summary))
+    plot(summary, out / "gain_vs_p.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", help="a self-judging recipe config (serl_judge or srr1_elo)")
+    ap.add_argument("overrides", nargs="*", help="dotted config overrides passed to every run")
+    ap.add_argument("--p", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+                    help="simulated judge accuracies")
+    ap.add_argument("--aggregators", nargs="+", default=["copeland", "elo", "bradley_terry"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--metric", default="greedy_pass@1",
+                    help="the held-out metric whose gain is reported (eval/METRIC in metrics.jsonl)")
+    ap.add_argument("--out", default="runs/judge_sweep", help="folder for the runs and the report")
+    ap.add_argument("--report-only", action="store_true", help="collect the runs there, train nothing")
+    args = ap.parse_args(argv)
+    bad = [p for p in args.p if not 0 <= p <= 1]
+    if bad:
+        ap.error(f"--p: judge accuracies are in [0, 1], got {bad}")
+    out = Path(args.out)
+    if not args.report_only:
+        for aggregator in args.aggregators:
+            for p in args.p:
+                for seed in args.seeds:
+                    run_dir = run_dir_for(out, aggregator, p, seed)
+                    if (run_dir / DONE).is_file():
+                        continue
+                    run_one(train_command(args.config, args.overrides, aggregator, p, seed, run_dir), run_dir)
+    summary = {"config": args.config, "overrides": args.overrides,
+               **collect(out, args.aggregators, args.p, args.seeds, args.metric)}
+    write_report(summary, out)
+    print(markdown(summary))
+    if summary["missing"]:
+        print(f"{len(summary['missing'])} runs missing, e.g. {summary['missing'][0]}")
+    print(f"wrote {out / 'summary.json'}, {out / 'gain_vs_p.md'} and {out / 'gain_vs_p.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
