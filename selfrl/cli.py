@@ -4,8 +4,7 @@ and hands both to the trainer (or to the evaluation, SFT, reward-model and pipel
 Commands: ``data arith|instruct|srl``, ``build-tiny``, ``eval``, ``eval-judge``, ``compare``, ``train``,
 ``sft``, ``rm train|score``, ``merge``, ``pipeline``, ``export``, ``plan``, ``config show``, ``plot``,
 ``report`` and ``models list|fetch|import-gguf`` (``selfrl COMMAND --help`` for each).  Each command
-lives in a
-small function; heavy imports happen inside them so that ``selfrl --help`` is instant."""
+lives in a small function; heavy imports happen inside them so that ``selfrl --help`` is instant."""
 
 from __future__ import annotations
 

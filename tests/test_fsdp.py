@@ -262,6 +262,9 @@ UNIT_BY_UNIT = textwrap.dedent('''
     torch.distributed.barrier()  # both ranks got here (an assertion fails the launch)
     if torch.distributed.get_rank() == 0:
         print("ok", len(got))
+    # Without this a rank can leave while gloo still holds the other's pair ("terminate called
+    # without an active exception", seen once under load).
+    torch.distributed.destroy_process_group()
 ''')
 
 
