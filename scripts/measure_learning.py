@@ -88,10 +88,10 @@ def report(results: list[dict], args: argparse.Namespace) -> dict:
             ("gain (points)", lambda r: r["gain"]),
             ("stated share before", lambda r: r["before"]["stated_share"]),
             ("stated share after", lambda r: r["after"]["stated_share"]),
-            ("acc | stated before", lambda r: r["before"]["acc_stated"]),
-            ("acc | stated after", lambda r: r["after"]["acc_stated"]),
-            ("acc | unstated before", lambda r: r["before"]["acc_unstated"]),
-            ("acc | unstated after", lambda r: r["after"]["acc_unstated"]),
+            ("acc (stated) before", lambda r: r["before"]["acc_stated"]),
+            ("acc (stated) after", lambda r: r["after"]["acc_stated"]),
+            ("acc (unstated) before", lambda r: r["before"]["acc_unstated"]),
+            ("acc (unstated) after", lambda r: r["after"]["acc_unstated"]),
             ("wall (min)", lambda r: r["wall_min"]), ("peak RSS (GB)", lambda r: r["peak_rss_gb"])]
     header = ["figure"] + [f"seed {r['seed']}" for r in results] + ["mean ± SE"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
