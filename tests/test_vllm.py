@@ -191,15 +191,14 @@ def test_rlvr_steps_with_the_vllm_engine(make_config, tmp_path):
         trainer._sync_engine(probe)
 
 
-def test_vllm_rollouts_on_two_processes(make_config, launch_two):
-    """Data parallel with vLLM: each rank starts its own engine and refreshes it after every
-    update; with the sync check on every step a rank whose engine fell behind would stop the
-    run, so a clean exit means both ranks sampled from their current weights."""
-    cfg = make_config("vllm-two", extra={
+def _two_process_vllm_run(make_config, launch_two, name: str, sharding: str) -> Path:
+    """A 2-step run on 2 processes with vLLM rollouts and the sync check on every step; returns
+    its run folder after checking that both sync gaps were small."""
+    cfg = make_config(name, extra={
         "model": {"path": "tiny-arith"},
         "rollout": {"engine": "vllm", "vllm_kv_cache_gib": KV_CACHE_GIB, "verify_sync_every": 1,
                     "max_new_tokens": 16},
-        "train": {"steps": 2, "prompts_per_step": 4, "lr": 1e-3},
+        "train": {"steps": 2, "prompts_per_step": 4, "lr": 1e-3, "sharding": sharding},
         "checkpoint": {"every": 2},
     })
     done = launch_two(cfg, timeout=400)
@@ -208,6 +207,14 @@ def test_vllm_rollouts_on_two_processes(make_config, launch_two):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     gaps = [r["rollout/sync_logprob_gap"] for r in rows if "rollout/sync_logprob_gap" in r]
     assert len(gaps) == 2 and max(gaps) < SYNCED_GAP
+    return run_dir
+
+
+def test_vllm_rollouts_on_two_processes(make_config, launch_two):
+    """Data parallel with vLLM: each rank starts its own engine and refreshes it after every
+    update; with the sync check on every step a rank whose engine fell behind would stop the
+    run, so a clean exit means both ranks sampled from their current weights."""
+    run_dir = _two_process_vllm_run(make_config, launch_two, "vllm-two", "none")
     assert (run_dir / "checkpoints" / "step-000002" / "model" / "model.safetensors").is_file()
 
 
@@ -215,19 +222,7 @@ def test_vllm_is_refreshed_from_a_sharded_policy(make_config, launch_two):
     """FSDP on 2 processes with vLLM rollouts: each rank's engine is refreshed from the sharded
     policy gathered one layer at a time (``selfrl.rollout.weights.full_weights``), and the sync
     check on every step, a forward pass of the sharded policy on both ranks, passes."""
-    cfg = make_config("vllm-fsdp", extra={
-        "model": {"path": "tiny-arith"},
-        "rollout": {"engine": "vllm", "vllm_kv_cache_gib": KV_CACHE_GIB, "verify_sync_every": 1,
-                    "max_new_tokens": 16},
-        "train": {"steps": 2, "prompts_per_step": 4, "lr": 1e-3, "sharding": "fsdp"},
-        "checkpoint": {"every": 2},
-    })
-    done = launch_two(cfg, timeout=400)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    run_dir = Path(cfg["logging"]["run_dir"])
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    gaps = [r["rollout/sync_logprob_gap"] for r in rows if "rollout/sync_logprob_gap" in r]
-    assert len(gaps) == 2 and max(gaps) < SYNCED_GAP
+    run_dir = _two_process_vllm_run(make_config, launch_two, "vllm-fsdp", "fsdp")
     final = run_dir / "checkpoints" / "step-000002"
     assert (final / "shards").is_dir() and (final / "model" / "model.safetensors").is_file()
 
