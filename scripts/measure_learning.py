@@ -8,7 +8,8 @@ training, the last after).  It prints, per seed and as a mean with its standard 
 - greedy pass@1 before, after, and the gain (points);
 - where the gain comes from: the share of greedy completions that state their answer in the
   requested form (``The answer is N`` / ``\\boxed{N}``), and the accuracy among the completions
-  that do and among those that do not, before and after.
+  that do and among those that do not, before and after; on the instruct task (no answer), the
+  share of all constraints satisfied instead (``greedy_pass@1`` is then prompt-level).
 
 and checks the README quick start's targets (mean gain >= ``--min-mean-gain``, every seed >=
 ``--min-seed-gain``, wall <= ``--max-minutes``, peak RSS <= ``--max-rss-gb``).  Results go to
@@ -55,13 +56,19 @@ def eval_split(run_dir: Path) -> dict:
     out = {}
     for when, path in (("before", files[0]), ("after", files[-1])):
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        stated = [r["greedy_correct"] for r in rows if r["greedy_stated"]]
-        other = [r["greedy_correct"] for r in rows if not r["greedy_stated"]]
         out[when] = {"n": len(rows), "step": int(path.stem.split("-")[1]),
                      "greedy": 100 * sum(r["greedy_correct"] for r in rows) / len(rows),
-                     "stated_share": 100 * len(stated) / len(rows),
-                     "acc_stated": 100 * sum(stated) / len(stated) if stated else math.nan,
-                     "acc_unstated": 100 * sum(other) / len(other) if other else math.nan}
+                     "stated_share": math.nan, "acc_stated": math.nan, "acc_unstated": math.nan,
+                     "constraint_level": math.nan}
+        if "greedy_verdicts" in rows[0]:  # the instruct task: each constraint's verdict
+            verdicts = [v for r in rows for v in r["greedy_verdicts"]]
+            out[when]["constraint_level"] = 100 * sum(verdicts) / len(verdicts)
+        else:  # a task with an answer: is it stated in the requested form?
+            stated = [r["greedy_correct"] for r in rows if r["greedy_stated"]]
+            other = [r["greedy_correct"] for r in rows if not r["greedy_stated"]]
+            out[when].update(stated_share=100 * len(stated) / len(rows),
+                             acc_stated=100 * sum(stated) / len(stated) if stated else math.nan,
+                             acc_unstated=100 * sum(other) / len(other) if other else math.nan)
     out["gain"] = out["after"]["greedy"] - out["before"]["greedy"]
     return out
 
@@ -92,12 +99,16 @@ def report(results: list[dict], args: argparse.Namespace) -> dict:
             ("acc (stated) after", lambda r: r["after"]["acc_stated"]),
             ("acc (unstated) before", lambda r: r["before"]["acc_unstated"]),
             ("acc (unstated) after", lambda r: r["after"]["acc_unstated"]),
+            ("constraint level before", lambda r: r["before"]["constraint_level"]),
+            ("constraint level after", lambda r: r["after"]["constraint_level"]),
             ("wall (min)", lambda r: r["wall_min"]), ("peak RSS (GB)", lambda r: r["peak_rss_gb"])]
     header = ["figure"] + [f"seed {r['seed']}" for r in results] + ["mean ± SE"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     summary: dict = {"config": args.config, "overrides": args.overrides, "seeds": results, "mean_se": {}}
     for name, get in cols:
         vals = [get(r) for r in results]
+        if all(math.isnan(v) for v in vals):  # a figure this task does not have
+            continue
         m, se = mean_se(vals)
         summary["mean_se"][name] = [m, se]
         lines.append("| " + " | ".join([name] + [f"{v:.1f}" for v in vals] + [fmt(m, se)]) + " |")
