@@ -1047,6 +1047,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, DataError, ModelError) as e:
         print(f"selfrl {args.command}: error: {e}", file=sys.stderr)
         return 2
+    if argv is None:  # the command line, not a caller in this process
+        from selfrl.trainer.distributed import exit_launched_process, launched_with_peers
+
+        if launched_with_peers():  # one of several launched processes, its work done: see there
+            exit_launched_process(code or 0)
     return code or 0
 
 

@@ -5,6 +5,7 @@ of processes; ``prompts_per_step`` must divide by it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,45 @@ def test_self_judging_on_two_processes(make_config, launch_two):
     step = [r for r in _metrics(Path(cfg["logging"]["run_dir"])) if "reward/mean" in r][-1]
     assert step["judge/alpha"] == pytest.approx(0.5) and "judge/reward_mean" in step
     assert all(v == v and abs(v) != float("inf") for v in step.values() if isinstance(v, float))
+
+
+def test_a_launched_process_ends_with_its_code_and_its_output_flushed(tmp_path):
+    """The CLI's way out of a multi-process launch (no interpreter teardown, see
+    ``exit_launched_process``): buffered output still arrives and the code is kept, so a run
+    stopped by a signal still reports 128 + the signal."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from selfrl.trainer.distributed import exit_launched_process\n"
+            "print('done', end='')\n"
+            "sys.stderr.write('warn')\n"
+            "exit_launched_process(143)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (143, "done", "warn")
+
+
+def test_the_cli_exits_a_launched_process_without_teardown_only_when_launched(tmp_path, monkeypatch):
+    """Called in-process (tests, notebooks) the CLI returns, even under a launcher's WORLD_SIZE;
+    from the command line with peers it leaves through ``exit_launched_process``."""
+    import subprocess
+    import sys
+
+    from selfrl import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["data", "arith", "--output", str(tmp_path / "a"), "--n-train", "10"]) == 0
+    env = {**os.environ, "WORLD_SIZE": "2"}
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('teardown ran'))\n"
+              "from selfrl.cli import main\n"
+              f"sys.argv = ['selfrl', 'data', 'arith', '--output', {str(tmp_path / 'b')!r},\n"
+              "            '--n-train', '10']\n"
+              "sys.exit(main())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "teardown ran" not in out.stdout
+    assert (tmp_path / "b" / "train.jsonl").exists()
+    env["WORLD_SIZE"] = "1"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and "teardown ran" in out.stdout, out.stderr

@@ -29,9 +29,12 @@ so one-process runs behave exactly as before.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 
@@ -218,10 +221,42 @@ def shutdown_distributed() -> None:
     """Wait for every process, then tear the process group down while Python is still whole: left
     to interpreter exit, its communication threads can be destroyed out of order, and a process
     that has finished its work then aborts ("terminate called without an active exception": seen
-    with gloo under FSDP, about once in a few dozen launches here)."""
+    with gloo under FSDP, about once in a few dozen launches here).  The group's C++ objects can
+    still outlive this (FSDP's device mesh holds them), so a launched process ends through
+    :func:`exit_launched_process` instead of the interpreter's teardown."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+def launched_with_peers() -> bool:
+    """Whether this process is one of several that a launcher (torchrun, ``accelerate launch``)
+    started: ``WORLD_SIZE`` above 1."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def exit_launched_process(code: int) -> NoReturn:
+    """End a process of a multi-process launch with ``code``, its output flushed, without the
+    interpreter's teardown.
+
+    After the process group is destroyed, objects that still hold it (FSDP's device mesh, DTensor
+    parameters) are freed in no fixed order at exit, and gloo's pair threads can be destroyed
+    while joinable: the process then aborts after its work is done, and the launcher reports the
+    whole run failed.  Every file this library writes is closed by then (the logger closes at the
+    end of ``fit``; checkpoints are written and renamed before it returns), so skipping the
+    teardown loses nothing.
+
+    Example:
+        >>> launched_with_peers()  # a plain process: the CLI returns normally
+        False
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 def ensure_process_group(device: torch.device) -> None:
