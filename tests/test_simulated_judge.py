@@ -191,3 +191,33 @@ def test_recipes_train_with_a_simulated_judge_on_instruct_rows(make_config, inst
     assert {prefix + k for k in ("truth_mean", "judge_accuracy", "judge_parse_failure_frac")} <= set(step)
     assert "judge/alpha" not in step  # a simulated judge writes no tokens: nothing of it is trained
     assert aggregator in AGGREGATORS
+
+
+def test_copeland_length_control_drops_wins_over_much_shorter_answers_and_can_be_turned_off():
+    """SERL's length control counts a win only against an opponent of similar length: on a
+    short-answer task the right answer (an equation, 10 words) beating "The answer is 3." (4 words)
+    earns nothing with it, and 1 per win without it (``recipe_args.length_window: null``)."""
+    rows = [{"id": "q", "answer": "7"}] * 3
+    texts = ["3 + 4 = 7 so she has 7 now.", "The answer is 3.", "The answer is 4."]
+    b = RewardBatch(["Tom has 3 and wins 4."] * 3, texts, rows, group_size=3)
+
+    def judge(window):
+        return SelfJudgeReward(NoEngine(), tokenizer=None, aggregator="copeland", judge_samples=2,
+                               truth="accuracy", simulated_accuracy=1.0, length_window=window)
+
+    with_control = compute_reward(judge((0.8, 1.2)), b).scores
+    assert with_control[0] == 0.0  # every win was over a much shorter answer
+    without = compute_reward(judge(None), b).scores
+    assert without[0] == 1.0  # 2 opponents x K=2 wins / ((3 - 1) x 2)
+    assert without[1] + without[2] == pytest.approx(0.5)  # their tie: one coin per verdict, 2 verdicts
+    wide = compute_reward(judge((0.1, 10.0)), b).scores
+    assert wide[0] == pytest.approx(4 / 10)  # each win weighted L_o / L_a = 4 / 10
+
+
+def test_length_window_is_a_recipe_option():
+    from selfrl.recipes.self_judge import JudgeArgs
+
+    assert JudgeArgs().length_window == (0.8, 1.2)
+    assert JudgeArgs(length_window=None).length_window is None
+    with pytest.raises(ValueError):
+        JudgeArgs(length_window=(0.8,))

@@ -92,6 +92,9 @@ class SelfJudgeReward:
             where a row carries it (``None``: not measured).
         simulated_accuracy: judge by the truth instead of a model, right with this probability
             (``None``: a model judges); every row must then carry the truth.
+        length_window: ``(low, high)`` of SERL's length control in ``copeland`` (a win over a
+            response of ``L_o`` words counts only when ``low * L_o < L < high * L_o``);
+            ``None``: no length control, every win counts 1.
     """
 
     name = "self_judge"
@@ -101,7 +104,8 @@ class SelfJudgeReward:
                  sampling: SamplingParams | None = None,
                  seed: int = 0, generator=None, name: str | None = None,
                  prompt_format: PromptFormat | None = None, truth: str | None = "accuracy",
-                 simulated_accuracy: float | None = None) -> None:
+                 simulated_accuracy: float | None = None,
+                 length_window: tuple[float, float] | None = (0.8, 1.2)) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"judge format must be one of {sorted(FORMATS)}, got {fmt!r}")
         if simulated_accuracy is not None and (truth is None or not 0.0 <= simulated_accuracy <= 1.0):
@@ -110,7 +114,9 @@ class SelfJudgeReward:
         self.engine, self.tokenizer, self.fmt = engine, tokenizer, fmt
         self.prompt_format = prompt_format or PromptFormat()
         self.aggregate = AGGREGATORS.get(aggregator)
-        self.params = AggregatorParams(judge_samples=judge_samples)
+        self.length_control = length_window is not None
+        low, high = length_window or (0.8, 1.2)
+        self.params = AggregatorParams(judge_samples=judge_samples, length_low=low, length_high=high)
         self.schedule = schedule
         self.sampling = sampling or SamplingParams(temperature=0.9, max_new_tokens=2048)  # SERL's
         self.rng = random.Random(seed)
@@ -137,7 +143,7 @@ class SelfJudgeReward:
         for (g, _, _), sample in zip(plan, samples):
             groups[g].samples.append(sample)
         for g, group in zip(batch.groups(), groups):
-            lengths = [word_count(responses[k]) for k in g]
+            lengths = [word_count(responses[k]) for k in g] if self.length_control else None
             group.scores = self.aggregate(batch.group_size, [s.judgment for s in group.samples], lengths,
                                           self.params)
         scores = [x for group in groups for x in group.scores]

@@ -57,6 +57,11 @@ class JudgeArgs(StrictModel):
         2048, ge=1, description="tokens per judgment (SERL 2,048, SR-R1 500): a judge that reasons first "
                                 "and is cut off before its verdict counts as unparsable")
     aggregator: str = Field("copeland", description="copeland, elo or bradley_terry")
+    length_window: tuple[float, float] | None = Field(
+        (0.8, 1.2), description="copeland: a win counts only against an opponent whose word count L_o "
+                                "has low*L_o < L < high*L_o, weighted L_o/L (SERL's length control); "
+                                "null: every win counts 1 (for short-answer tasks, where the right "
+                                "answer's length rarely lies within 20 % of a wrong one's)")
     judge_weight: float = Field(1.0, description="weight of the self-judge reward in the sum (srr1)")
     judge_model: str | None = Field(None, description="a separate, frozen judge model (default: the policy)")
     train_judge: bool = Field(True, description="serl: train the judge samples (mixed loss; a separate "
@@ -119,7 +124,7 @@ class _SelfJudgeRecipe(Recipe):
             engine = HFEngine(model, tokenizer, batch_size=self.cfg.rollout.batch_size)
         return SelfJudgeReward(
             engine, tokenizer, fmt=self.fmt, aggregator=self.args.aggregator, schedule=self.schedule,
-            judge_samples=self.args.judge_samples,
+            judge_samples=self.args.judge_samples, length_window=self.args.length_window,
             sampling=SamplingParams(temperature=self.args.judge_temperature,
                                     max_new_tokens=self.args.judge_max_new_tokens),
             seed=self.ctx.dist.rank_seed(self.cfg.train.seed), generator=self.ctx.generator,
