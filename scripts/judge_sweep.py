@@ -24,7 +24,10 @@ Usage::
     python scripts/judge_sweep.py recipes/instruct_serl_smollm2.yaml --p 0.5 0.6 0.7 0.8 0.9 1.0 \\
         --aggregators copeland elo bradley_terry --seeds 0 1 2 --metric greedy_constraint_level \\
         --out runs/judge_sweep_instruct
-    python scripts/judge_sweep.py CONFIG --report-only --out runs/judge_sweep_instruct  # collect only
+    python scripts/judge_sweep.py CONFIG recipe_args.length_window=null --aggregators copeland \\
+        --label copeland_nolength --out runs/judge_sweep_instruct      # a column under other overrides
+    python scripts/judge_sweep.py CONFIG --report-only --out runs/judge_sweep_instruct \\
+        --aggregators copeland copeland_nolength elo bradley_terry     # collect only
 """
 
 from __future__ import annotations
@@ -191,22 +194,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="greedy_pass@1",
                     help="the held-out metric whose gain is reported (eval/METRIC in metrics.jsonl)")
     ap.add_argument("--out", default="runs/judge_sweep", help="folder for the runs and the report")
-    ap.add_argument("--report-only", action="store_true", help="collect the runs there, train nothing")
+    ap.add_argument("--label", help="the column (and folder) name of this sweep's runs instead of the "
+                                    "aggregator's, for one aggregator under other overrides (e.g. "
+                                    "copeland_nolength with recipe_args.length_window=null)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="collect the runs there, train nothing (--aggregators then lists the columns: "
+                         "aggregators and labels alike)")
     args = ap.parse_args(argv)
     bad = [p for p in args.p if not 0 <= p <= 1]
     if bad:
         ap.error(f"--p: judge accuracies are in [0, 1], got {bad}")
+    if args.label and len(args.aggregators) != 1:
+        ap.error("--label names the runs of one aggregator: give one --aggregators")
     out = Path(args.out)
+    columns = [args.label] if args.label else args.aggregators
     if not args.report_only:
-        for aggregator in args.aggregators:
+        for aggregator, column in zip(args.aggregators, columns):
             for p in args.p:
                 for seed in args.seeds:
-                    run_dir = run_dir_for(out, aggregator, p, seed)
+                    run_dir = run_dir_for(out, column, p, seed)
                     if (run_dir / DONE).is_file():
                         continue
                     run_one(train_command(args.config, args.overrides, aggregator, p, seed, run_dir), run_dir)
     summary = {"config": args.config, "overrides": args.overrides,
-               **collect(out, args.aggregators, args.p, args.seeds, args.metric)}
+               **collect(out, columns, args.p, args.seeds, args.metric)}
     write_report(summary, out)
     print(markdown(summary))
     if summary["missing"]:

@@ -99,3 +99,27 @@ def test_the_run_part_trains_one_step_per_cell(sweep, make_config, tmp_path, mon
     assert sweep.main([str(config), "--p", "0.8", "--aggregators", "bradley_terry", "--seeds", "1",
                        "--metric", "greedy_constraint_level", "--out", str(out)]) == 0
     assert (run / "config.yaml").stat().st_mtime == mtime
+
+
+def test_a_label_names_the_column_of_one_aggregator_under_other_overrides(sweep, tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    commands = []
+
+    def fake_run_one(cmd, run_dir):
+        commands.append(cmd)
+        fake_run(run_dir, 0.1, 0.3, [1.0])
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    assert sweep.main(["c.yaml", "recipe_args.length_window=null", "--p", "1.0", "--aggregators", "copeland",
+                       "--label", "copeland_nolength", "--seeds", "0", "--out", str(out),
+                       "--metric", "greedy_constraint_level"]) == 0
+    (cmd,) = commands
+    assert "recipe_args.length_window=null" in cmd and "recipe_args.aggregator=copeland" in cmd
+    assert f"logging.run_dir={sweep.run_dir_for(out, 'copeland_nolength', 1.0, 0)}" in cmd
+    fake_run(sweep.run_dir_for(out, "copeland", 1.0, 0), 0.1, 0.0, [1.0])
+    assert sweep.main(["c.yaml", "--report-only", "--p", "1.0", "--aggregators", "copeland",
+                       "copeland_nolength", "--seeds", "0", "--out", str(out),
+                       "--metric", "greedy_constraint_level"]) == 0
+    assert "| 1.00 | -10.0 (1) | +20.0 (1) |" in (out / "gain_vs_p.md").read_text()
+    with pytest.raises(SystemExit):
+        sweep.main(["c.yaml", "--aggregators", "copeland", "elo", "--label", "x", "--out", str(out)])
