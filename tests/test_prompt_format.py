@@ -71,6 +71,29 @@ def test_a_run_uses_the_template_in_training_and_evaluation_and_keeps_its_eval_s
     assert SUFFIX.strip() in sample["prompt"] and {"greedy", "greedy_correct", "greedy_stated"} <= set(sample)
 
 
+def test_an_eval_template_measures_step_prompts_training_on_whole_problems(make_config, arith_dir):
+    """SRL: the training rows carry their own step prompts (no ``question`` field), the held-out
+    problems are asked as RLVR asks them (``eval.prompt_template``)."""
+    from selfrl.recipes import build_trainer
+
+    cfg = make_config(extra={"data": {"train": str(arith_dir / "srl_train.jsonl")},
+                             "eval": {"at_start": True, "prompt_template": "{question}" + SUFFIX}})
+    trainer = build_trainer(RunConfig.model_validate(cfg))
+    batch = trainer.rollout(trainer.prompts.take(1))
+    train_prompt = trainer.tokenizer.decode(batch.prompt_ids[0])
+    assert "Previous steps" in train_prompt or "next step" in train_prompt
+    assert SUFFIX.strip() not in train_prompt
+    trainer.fit()
+    run = Path(cfg["logging"]["run_dir"])
+    sample = json.loads((run / "eval" / "step-000000.jsonl").read_text().splitlines()[0])
+    assert sample["prompt"].count(SUFFIX.strip()) == 1
+    # data.prompt_template would apply to the step rows too, which have no question: named, with the line
+    with pytest.raises(DataError, match="srl_train.jsonl:1: missing field 'question'"):
+        bad = make_config(extra={"data": {"train": str(arith_dir / "srl_train.jsonl"),
+                                          "prompt_template": "{question}"}})
+        build_trainer(RunConfig.model_validate(bad))
+
+
 def test_a_template_naming_a_missing_field_is_a_data_error_with_the_line(make_config, write_config, capsys):
     path = write_config(extra={"data": {"prompt_template": "{question} ({difficulty})"}})
     assert main(["train", str(path)]) == 2

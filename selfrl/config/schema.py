@@ -217,6 +217,10 @@ class EvalConfig(StrictModel):
     # Greedy only unless asked: n samples would cost n greedy passes at every evaluation.
     n: int = _eval_option("n", default=0)
     max_new_tokens: int = _eval_option("max_new_tokens")
+    prompt_template: str | None = Field(
+        None, description="the held-out problems' user turn when it is not the training prompts' (SRL trains "
+                          "on step prompts that carry their own messages and is measured on whole problems "
+                          "as RLVR is); None: data.prompt_template")
 
 
 class CheckpointConfig(StrictModel):

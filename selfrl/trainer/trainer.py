@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import signal
 import time
@@ -88,6 +89,7 @@ from selfrl.trainer.sharding import (
 
 if TYPE_CHECKING:  # annotations only: the command line validates the config and hands it in
     from selfrl.config.schema import RunConfig
+    from selfrl.prompts import PromptFormat
 
 
 class TrainingStopped(RuntimeError):
@@ -210,16 +212,21 @@ class Trainer:
         train = self._within_limit("train", training_rows(data, self.prompt_format), data.train)
         self.prompts = PromptSource(train, shuffle=data.shuffle, seed=self.cfg.train.seed)
         self.eval_rows = None
+        self.eval_prompt_format = self.prompt_format
+        if self.cfg.eval.prompt_template is not None:
+            self.eval_prompt_format = dataclasses.replace(self.prompt_format,
+                                                          template=self.cfg.eval.prompt_template)
         if data.eval:
-            rows = eval_rows(data, self.prompt_format, self.cfg.eval.limit)
-            self.eval_rows = self._within_limit("eval", rows, data.eval)
+            rows = eval_rows(data, self.eval_prompt_format, self.cfg.eval.limit)
+            self.eval_rows = self._within_limit("eval", rows, data.eval, self.eval_prompt_format)
 
-    def _within_limit(self, split: str, rows: list[dict], source: str) -> list[dict]:
+    def _within_limit(self, split: str, rows: list[dict], source: str,
+                      fmt: PromptFormat | None = None) -> list[dict]:
         """``rows`` held to ``data.max_prompt_tokens``; how many were longer (skipped or cut) goes
         into the step-0 metrics as ``data/SPLIT_prompts_too_long``."""
         data = self.cfg.data
-        rows, too_long = within_prompt_limit(rows, self.prompt_format, self.tokenizer, data.question_field,
-                                             source)
+        rows, too_long = within_prompt_limit(rows, fmt or self.prompt_format, self.tokenizer,
+                                             data.question_field, source)
         if data.max_prompt_tokens:
             self.data_metrics[f"data/{split}_prompts_too_long"] = too_long
         return rows
@@ -815,7 +822,7 @@ class Trainer:
             metrics, samples = evaluate(self.model, self.tokenizer, self.eval_rows, settings,
                                         question_field=self.cfg.data.question_field,
                                         answer_field=self.cfg.data.answer_field,
-                                        prompt_format=self.prompt_format, engine=self.engine,
+                                        prompt_format=self.eval_prompt_format, engine=self.engine,
                                         category_field="category" if bench else None,
                                         group_field="group" if bench else None)
         write_jsonl(self.run_dir / "eval" / f"step-{self.step:06d}.jsonl", samples)
