@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -59,8 +60,10 @@ def train_command(config: str, overrides: list[str], aggregator: str, p: float, 
             f"logging.run_dir={run_dir}", "--overwrite"]
 
 
-def run_one(cmd: list[str], run_dir: Path) -> dict:
-    """Run one training to its end (its output goes to this terminal); marks the folder done."""
+def run_one(cmd: list[str], run_dir: Path, keep_checkpoints: bool = False) -> dict:
+    """Run one training to its end (its output goes to this terminal); marks the folder done and,
+    unless asked to keep them, deletes its checkpoints: the sweep reads only ``metrics.jsonl``, and
+    a real model's final checkpoint is ~1.6 GB a run (a 36-run grid fills a disk)."""
     print("$ " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     code = subprocess.run(cmd).returncode
@@ -68,6 +71,8 @@ def run_one(cmd: list[str], run_dir: Path) -> dict:
         raise SystemExit(f"{run_dir}: selfrl train exited with {code}")
     info = {"wall_s": time.perf_counter() - t0, "command": cmd}
     (run_dir / DONE).write_text(json.dumps(info) + "\n")
+    if not keep_checkpoints:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return info
 
 
@@ -197,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", help="the column (and folder) name of this sweep's runs instead of the "
                                     "aggregator's, for one aggregator under other overrides (e.g. "
                                     "copeland_nolength with recipe_args.length_window=null)")
+    ap.add_argument("--keep-checkpoints", action="store_true",
+                    help="keep each finished run's checkpoints (default: deleted once it is done)")
     ap.add_argument("--report-only", action="store_true",
                     help="collect the runs there, train nothing (--aggregators then lists the columns: "
                          "aggregators and labels alike)")
@@ -215,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                     run_dir = run_dir_for(out, column, p, seed)
                     if (run_dir / DONE).is_file():
                         continue
-                    run_one(train_command(args.config, args.overrides, aggregator, p, seed, run_dir), run_dir)
+                    run_one(train_command(args.config, args.overrides, aggregator, p, seed, run_dir), run_dir,
+                            args.keep_checkpoints)
     summary = {"config": args.config, "overrides": args.overrides,
                **collect(out, columns, args.p, args.seeds, args.metric)}
     write_report(summary, out)

@@ -93,6 +93,7 @@ def test_the_run_part_trains_one_step_per_cell(sweep, make_config, tmp_path, mon
     assert saved["recipe_args"]["aggregator"] == "bradley_terry" and saved["train"]["seed"] == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["missing"] == [] and summary["table"]["bradley_terry"]["0.80"]["gain"]["n"] == 1
+    assert not (run / "checkpoints").exists()  # the sweep reads metrics only; checkpoints are dropped
     assert "| 0.80 |" in capsys.readouterr().out
     # done runs are not run again: a second call only collects
     mtime = (run / "config.yaml").stat().st_mtime
@@ -105,7 +106,7 @@ def test_a_label_names_the_column_of_one_aggregator_under_other_overrides(sweep,
     out = tmp_path / "sweep"
     commands = []
 
-    def fake_run_one(cmd, run_dir):
+    def fake_run_one(cmd, run_dir, keep_checkpoints=False):
         commands.append(cmd)
         fake_run(run_dir, 0.1, 0.3, [1.0])
 
