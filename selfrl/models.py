@@ -126,6 +126,21 @@ def pick_dtype(device: str | torch.device = "cpu", requested: str = "auto") -> t
     return torch.bfloat16 if native_bf16_cpu() else torch.float32
 
 
+def kv_cache(out) -> tuple[str, object]:
+    """The key/value cache in a forward pass's output, and the keyword that passes it back in.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name still works but warns
+    on every run, and goes in 5.40); older releases know only ``past_key_values``.
+
+    >>> from transformers.modeling_outputs import CausalLMOutputWithPast
+    >>> kv_cache(CausalLMOutputWithPast(logits=torch.zeros(1), past_key_values=(1,)))[1]
+    (1,)
+    """
+    if "cache" in out:
+        return "cache", out["cache"]
+    return "past_key_values", out.past_key_values
+
+
 def load_tokenizer(name_or_path: str | os.PathLike):
     """Load a tokenizer; padding goes on the left (generation) and pad falls back to EOS."""
     from transformers import AutoTokenizer

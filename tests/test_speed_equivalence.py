@@ -140,6 +140,27 @@ def test_hf_engine_samples_the_same_with_a_shared_prefill(tiny_model):
             assert s.logprobs == pytest.approx(p.logprobs, abs=1e-5)
 
 
+def test_the_kv_cache_goes_back_in_under_the_name_transformers_expects(tiny_model):
+    """transformers 5.24 renamed ``past_key_values`` to ``cache``: the old keyword still works but
+    warns (a FutureWarning on every run's log, and it goes in 5.40).  Sampling and the update's
+    shared-prompt pass must use the name the installed transformers expects."""
+    import warnings
+
+    from selfrl.models import load_tokenizer
+    from selfrl.rollout.base import SamplingParams
+    from selfrl.rollout.hf import HFEngine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        HFEngine(model, load_tokenizer(str(tiny_model))).generate(
+            [[1, 5, 6, 7], [1, 8]], SamplingParams(n=2, temperature=1.0, max_new_tokens=4),
+            torch.Generator().manual_seed(0))
+        seq = pad_shared_prompts(PROMPTS, COMPLETIONS, pad_id=0)
+        completion_logprobs(model, seq, temperature=1.0)
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+
+
 # --- the output layer in chunks over completion tokens (selfrl.trainer.lm_head) ------------------
 
 

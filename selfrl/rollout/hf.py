@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from rich.progress import Progress
 
+from selfrl.models import kv_cache
 from selfrl.rollout.base import Completion, SamplingParams, distinct_prompts
 
 
@@ -84,7 +85,8 @@ class HFEngine:
         eos = torch.tensor(self.eos_ids, device=device)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                          use_cache=True, logits_to_keep=1)
-        past, logits = out.past_key_values, out.logits[:, -1, :].float()  # (G, V)
+        key, past = kv_cache(out)
+        logits = out.logits[:, -1, :].float()  # (G, V)
         if share:  # one copy of each prompt's keys/values and last logits per row
             rows = torch.tensor(row_of, device=device)  # (B,)
             past.batch_select_indices(rows)
@@ -107,8 +109,9 @@ class HFEngine:
                 break
             mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
             out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
-                             past_key_values=past, use_cache=True)
-            past, logits = out.past_key_values, out.logits[:, -1, :].float()
+                             use_cache=True, **{key: past})
+            key, past = kv_cache(out)
+            logits = out.logits[:, -1, :].float()
             next_pos = next_pos + 1
         return self._to_completions(prompts, torch.stack(tokens, 1).tolist(),
                                     torch.stack(logps, 1).tolist())

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from selfrl.models import kv_cache
 from selfrl.rollout.base import distinct_prompts
 from selfrl.trainer.lm_head import OutputHead, linear_logprobs
 
@@ -283,12 +284,12 @@ def _completion_hidden(decoder, seq: Sequences | SharedPromptSequences) -> torch
     first = out.last_hidden_state[:, -1:][seq.prompt_index]  # (B, 1, H)
     if C == 1:
         return first
-    cache = out.past_key_values
+    key, cache = kv_cache(out)
     cache.batch_select_indices(seq.prompt_index)  # (G, ...) -> (B, ...) in every layer
     mask = torch.cat([seq.prompt_mask[seq.prompt_index], seq.response_mask[:, :-1].long()], 1)  # (B, P+C-1)
     pos = prompt_pos[seq.prompt_index, -1:] + 1 + torch.arange(C - 1, device=mask.device)  # (B, C-1)
     rest = decoder(input_ids=seq.completion_ids[:, :-1], attention_mask=mask, position_ids=pos,
-                   past_key_values=cache, use_cache=True).last_hidden_state  # (B, C-1, H)
+                   use_cache=True, **{key: cache}).last_hidden_state  # (B, C-1, H)
     return torch.cat([first, rest], 1)
 
 
@@ -302,13 +303,13 @@ def _shared_prompt_logits(model, seq: SharedPromptSequences) -> torch.Tensor:
     first = out.logits[seq.prompt_index]  # (B, 1, V) the prompt's last position predicts token 0
     if C == 1:
         return first
-    cache = out.past_key_values
+    key, cache = kv_cache(out)
     cache.batch_select_indices(seq.prompt_index)  # every layer's keys/values: (G, ...) -> (B, ...)
     # The last completion token predicts nothing: feed tokens 0 .. C-2 only.
     mask = torch.cat([seq.prompt_mask[seq.prompt_index], seq.response_mask[:, :-1].long()], 1)  # (B, P+C-1)
     pos = prompt_pos[seq.prompt_index, -1:] + 1 + torch.arange(C - 1, device=mask.device)  # (B, C-1)
     rest = model(input_ids=seq.completion_ids[:, :-1], attention_mask=mask, position_ids=pos,
-                 past_key_values=cache, use_cache=True).logits  # (B, C-1, V)
+                 use_cache=True, **{key: cache}).logits  # (B, C-1, V)
     return torch.cat([first, rest], 1)  # (B, C, V)
 
 
