@@ -18,13 +18,14 @@ import json
 from selfrl.data.io import read_rows
 from selfrl.eval.evaluate import EvalSettings, evaluate
 from selfrl.models import load_causal_lm, load_tokenizer
+from selfrl.prompts import PromptFormat
 from selfrl.rewards.reward_model import TEMPLATE, load_reward_model, score_texts
 
 
-def greedy(model_path: str, rows: list[dict], max_new_tokens: int) -> list[dict]:
+def greedy(model_path: str, rows: list[dict], max_new_tokens: int, fmt: PromptFormat) -> list[dict]:
     model, tok = load_causal_lm(model_path, "cpu", "fp32"), load_tokenizer(model_path)
     _, samples = evaluate(model, tok, rows, EvalSettings(n=0, ks=(), max_new_tokens=max_new_tokens),
-                          progress=True)
+                          progress=True, prompt_format=fmt)
     return samples
 
 
@@ -37,13 +38,18 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=500)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--output", default=None)
+    ap.add_argument("--prompt-template", default="Question: {question}\n\nAnswer: ",
+                    help="the prompt the RLHF stages were trained on (default: the seed's raw text)")
+    ap.add_argument("--chat-template", action="store_true",
+                    help="render --prompt-template as the user turn of the chat template instead")
     args = ap.parse_args()
+    fmt = PromptFormat(template=args.prompt_template, chat=args.chat_template)
     rows = read_rows(args.data, ["question", "answer"])[: args.limit]
     rm, rm_tok = load_reward_model(args.rm)
     report: dict = {"n": len(rows)}
     outs = {}
     for name, path in (("sft", args.sft), ("ppo", args.ppo)):
-        samples = greedy(path, rows, args.max_new_tokens)
+        samples = greedy(path, rows, args.max_new_tokens, fmt)
         scores = score_texts(rm, rm_tok, [TEMPLATE.format(question=r["question"], response=s["greedy"])
                                           for r, s in zip(rows, samples)])
         correct = [bool(s["greedy_correct"]) for s in samples]
