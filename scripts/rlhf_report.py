@@ -38,8 +38,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=500)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--output", default=None)
-    ap.add_argument("--prompt-template", default="Question: {question}\n\nAnswer: ",
-                    help="the prompt the RLHF stages were trained on (default: the seed's raw text)")
+    ap.add_argument("--prompt-template", default=TEMPLATE.replace("{response}", ""),
+                    help="the prompt the RLHF stages were trained on (default: the reward model's text "
+                         "without the response, the seed's raw Question/Answer form)")
     ap.add_argument("--chat-template", action="store_true",
                     help="render --prompt-template as the user turn of the chat template instead")
     args = ap.parse_args()
