@@ -32,9 +32,10 @@ class NoEngine:
 
 
 def simulated(accuracy: float, aggregator: str = "bradley_terry", seed: int = 0, k: int = 2,
-              schedule: str = "both_orders") -> SelfJudgeReward:
+              schedule: str = "both_orders", ties: bool = False) -> SelfJudgeReward:
     return SelfJudgeReward(NoEngine(), tokenizer=None, aggregator=aggregator, schedule=schedule,
-                           judge_samples=k, seed=seed, truth="constraints", simulated_accuracy=accuracy)
+                           judge_samples=k, seed=seed, truth="constraints", simulated_accuracy=accuracy,
+                           simulated_ties=ties)
 
 
 def batch(groups: int = 1) -> RewardBatch:
@@ -60,6 +61,42 @@ def test_simulated_winner_follows_the_truth_with_probability_p():
     assert abs(first - 0.5) < 4 * math.sqrt(0.25 / n)
     with pytest.raises(ValueError, match="judge accuracy must be in"):
         simulated_winner(0, 1, truth, 1.5, rng)
+
+
+def test_a_tie_allowed_judge_calls_equal_pairs_a_tie_with_probability_p():
+    rng = random.Random(2)
+    n = 20_000
+    for p in (0.5, 0.8, 1.0):
+        verdicts = [simulated_winner(0, 1, [0.5, 0.5], p, rng, ties=True) for _ in range(n)]
+        tie = verdicts.count(None) / n
+        assert abs(tie - p) < 4 * math.sqrt(p * (1 - p) / n) + 1e-9
+        # the judge's errors on an equal pair are a coin between the two slots
+        assert abs(verdicts.count(0) / n - (1 - p) / 2) < 4 * math.sqrt(0.25 / n)
+    # a pair the truth tells apart is judged as without ties: never a tie
+    assert None not in [simulated_winner(0, 1, [0.0, 1.0], 0.7, rng, ties=True) for _ in range(500)]
+
+
+@pytest.mark.parametrize("aggregator", ["copeland", "elo", "bradley_terry"])
+def test_a_group_the_truth_cannot_rank_gets_equal_rewards_from_a_tie_allowed_judge(aggregator):
+    """The noise the sweep diagnosed: a group of equally wrong answers.  A judge that must pick
+    turns it into a full ranking (unequal rewards, so GRPO gives it advantages of full size); a
+    perfect tie-allowed judge leaves every reward equal, so the group's advantages are 0, as
+    RLVR's are."""
+    rows = [{"id": "q", "constraints": [{"kind": "lowercase"}]}] * 4
+    equal = RewardBatch(["q"] * 4, ["A b", "C d", "E f", "G h"], rows, group_size=4)
+    forced = compute_reward(simulated(1.0, aggregator, seed=1), equal)
+    assert len(set(forced.scores)) > 1
+    tied = compute_reward(simulated(1.0, aggregator, seed=1, ties=True), equal)
+    assert len(set(tied.scores)) == 1
+    assert tied.metrics["judge_tie_frac"] == 1.0 and tied.metrics["judge_parse_failure_frac"] == 0.0
+    notes = {s.completion.text for s in tied.group_data["judge"][0].samples}
+    assert notes == {"[simulated judge] truth 0 vs 0: a tie"}
+    # the pairs the truth tells apart are still ranked by it
+    mixed = compute_reward(simulated(1.0, aggregator, ties=True), batch())
+    s = mixed.scores
+    assert s[0] > s[1] and s[0] > s[3] and s[1] > s[2] and s[3] > s[2]
+    assert mixed.metrics["judge_accuracy"] == 1.0
+    assert mixed.metrics["judge_tie_frac"] == pytest.approx(2 / 12)  # the 1 vs 3 pair, both orders
 
 
 def test_truths_score_by_hand():
@@ -118,6 +155,8 @@ def test_a_row_without_the_truth_is_an_error_naming_it():
         compute_reward(simulated(0.9), RewardBatch(["q"] * 2, ["a", "b"], rows, group_size=2))
     with pytest.raises(ValueError, match="a simulated judge needs a truth"):
         SelfJudgeReward(NoEngine(), None, truth=None, simulated_accuracy=0.9)
+    with pytest.raises(ValueError, match="simulated_ties is the simulated judge's"):
+        SelfJudgeReward(NoEngine(), None, simulated_ties=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -154,7 +193,8 @@ def test_a_model_judge_is_measured_against_the_gold_answer():
     ({"judge": "simulated"}, "judge=simulated needs judge_accuracy"),
     ({"judge": "simulated", "judge_accuracy": 0.8, "judge_truth": None}, "judge=simulated needs"),
     ({"judge": "simulated", "judge_accuracy": 0.8, "judge_model": "tiny-arith"}, "and no judge_model"),
-    ({"judge_accuracy": 0.8}, "judge_accuracy is the simulated judge's"),
+    ({"judge_accuracy": 0.8}, "judge_accuracy and judge_ties are the simulated judge's"),
+    ({"judge_ties": True}, "judge_accuracy and judge_ties are the simulated judge's"),
     ({"judge": "simulated", "judge_accuracy": 1.2}, "less than or equal to 1"),
     ({"judge_truth": "checker"}, "unknown judge truth 'checker'; valid: accuracy, constraints"),
     ({"judge": "oracle"}, "recipe_args.judge: wrong type: expected Literal['policy', 'simulated']"),

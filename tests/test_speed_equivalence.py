@@ -244,3 +244,48 @@ def test_hf_engine_samples_from_the_distribution_it_reports():
         want[b, kept] = probs[b, kept] / probs[b, kept].sum()
     assert (counts[want == 0] == 0).all()
     assert torch.allclose(counts / 6000, want, atol=0.025)
+
+
+
+def _weights_with_zeroed_advantages(make_config, skip: bool) -> tuple[list[list[torch.Tensor]], list[dict]]:
+    """Two steps, the weights after each: the first with half its sequences' advantages set to 0
+    (a group all wrong, or all judged equal), the second with all of them 0."""
+    from selfrl.config.schema import RunConfig
+    from selfrl.recipes import build_trainer
+
+    cfg = make_config(f"skip-{skip}", extra={"train": {"prompts_per_step": 4, "micro_batch_size": 4,
+                                                        "skip_zero_advantage": skip}})
+    trainer = build_trainer(RunConfig.model_validate(cfg))
+    prepare, share = trainer.prepare_all, [0.5, 1.0]
+
+    def zeroed(parts):
+        batch = prepare(parts)
+        cut = int(len(batch) * share[trainer.step - 1])
+        batch.advantages[:cut] = 0.0
+        batch.advantages[cut:] += 0.5  # no sequence of the rest is left at 0 by chance
+        return batch
+
+    trainer.prepare_all = zeroed
+    weights, metrics = [], []
+    for _ in share:
+        metrics.append(trainer.train_step())
+        weights.append([p.detach().clone() for p in trainer.model.parameters()])
+    return weights, metrics
+
+
+def test_skipping_zero_advantage_sequences_gives_the_same_update(make_config):
+    """Sequences whose advantage is 0 everywhere add nothing to the surrogate's gradient and the
+    normalisers count them anyway: the update without them is the same, down to AdamW's step on
+    an all-zero batch (its moments still move the weights)."""
+    plain, m_plain = _weights_with_zeroed_advantages(make_config, skip=False)
+    skipped, m_skipped = _weights_with_zeroed_advantages(make_config, skip=True)
+    assert [m["update/zero_advantage_skipped"] for m in m_plain] == [0.0, 0.0]
+    assert [m["update/zero_advantage_skipped"] for m in m_skipped] == [0.5, 1.0]
+    assert m_skipped[0]["tokens/generated"] == m_plain[0]["tokens/generated"]  # the same samples
+    assert m_skipped[0]["grad_norm"] == pytest.approx(m_plain[0]["grad_norm"], rel=1e-4)
+    assert m_skipped[1]["grad_norm"] == m_plain[1]["grad_norm"] == 0.0
+    for step in range(2):
+        for a, b in zip(skipped[step], plain[step]):
+            assert torch.allclose(a, b, atol=5e-5, rtol=1e-4)
+    # the all-zero second step still moved the weights (AdamW's momentum), in both runs alike
+    assert any(not torch.equal(a, b) for a, b in zip(plain[0], plain[1]))

@@ -177,6 +177,11 @@ class TrainConfig(StrictModel):
         True, description="run each distinct prompt of a micro-batch through the model once and share its "
         "key/value cache among its completions (the same logprobs and gradients as the plain padded batch, "
         "without repeating the prompt's work n times; off under gradient checkpointing)")
+    skip_zero_advantage: bool = Field(
+        True, description="leave out of the forward/backward the sequences whose advantage is 0 at every "
+        "token when the loss is the policy surrogate alone (no KL term in the loss, not sharded): they add "
+        "exactly nothing to the gradient, and the loss normalisers still count them, so the update is the "
+        "same (a group whose answers are all wrong, or all judged equal, costs no training time)")
     chunked_output_layer: bool = Field(
         True, description="compute completion logprobs from the decoder's hidden states, the output layer "
         "run a few hundred tokens at a time over completion tokens only (the same logprobs and gradients "

@@ -19,7 +19,8 @@ parsed) that pick the same response: a judge that follows the slot rather than t
 scores 0.
 
 With ``simulated_accuracy`` set, no model judges: each verdict follows the truth with that
-probability (:func:`~selfrl.judging.truth.simulated_winner`; ties by a fair coin), through the
+probability (:func:`~selfrl.judging.truth.simulated_winner`; pairs the truth ranks equal by a
+fair coin, or a tie verdict with ``simulated_ties``), through the
 same pair schedule and aggregator.  Its samples carry a one-line note instead of a judge's text
 and no tokens, so they are never trained.
 """
@@ -92,6 +93,8 @@ class SelfJudgeReward:
             where a row carries it (``None``: not measured).
         simulated_accuracy: judge by the truth instead of a model, right with this probability
             (``None``: a model judges); every row must then carry the truth.
+        simulated_ties: the simulated judge may call a pair the truth ranks equal a tie (no
+            winner, so no aggregator counts it), with probability ``simulated_accuracy``.
         length_window: ``(low, high)`` of SERL's length control in ``copeland`` (a win over a
             response of ``L_o`` words counts only when ``low * L_o < L < high * L_o``);
             ``None``: no length control, every win counts 1.
@@ -104,7 +107,7 @@ class SelfJudgeReward:
                  sampling: SamplingParams | None = None,
                  seed: int = 0, generator=None, name: str | None = None,
                  prompt_format: PromptFormat | None = None, truth: str | None = "accuracy",
-                 simulated_accuracy: float | None = None,
+                 simulated_accuracy: float | None = None, simulated_ties: bool = False,
                  length_window: tuple[float, float] | None = (0.8, 1.2)) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"judge format must be one of {sorted(FORMATS)}, got {fmt!r}")
@@ -124,6 +127,9 @@ class SelfJudgeReward:
         self.truth = JUDGE_TRUTHS.get(truth) if truth is not None else None
         self.truth_name = truth
         self.simulated_accuracy = simulated_accuracy
+        if simulated_ties and simulated_accuracy is None:
+            raise ValueError("simulated_ties is the simulated judge's: set simulated_accuracy too")
+        self.simulated_ties = simulated_ties
         self.flips = random.Random(f"{seed}:simulated judge")  # its own stream: the schedule is unchanged
         if name:
             self.name = name
@@ -180,20 +186,28 @@ class SelfJudgeReward:
                 row = batch.rows[g * batch.group_size]
                 raise ValueError(f"the simulated judge follows the truth {self.truth_name!r}, which row "
                                  f"{row.get('id', g)!r} does not carry (fields: {', '.join(sorted(row))})")
-            winner = simulated_winner(i, j, truth, self.simulated_accuracy, self.flips)
-            if truth[i] == truth[j]:
-                how = "a coin (equal truth)"
+            winner = simulated_winner(i, j, truth, self.simulated_accuracy, self.flips, self.simulated_ties)
+            head = f"[simulated judge] truth {truth[i]:g} vs {truth[j]:g}"
+            if winner is None:
+                note = f"{head}: a tie"
             else:
-                how = "the truth" if truth[winner] == max(truth[i], truth[j]) else "a flip against the truth"
-            shown = 1 if winner == i else 2
-            note = f"[simulated judge] truth {truth[i]:g} vs {truth[j]:g}: picked {shown} by {how}"
+                if truth[i] == truth[j]:
+                    how = "a coin (equal truth)"
+                elif truth[winner] == max(truth[i], truth[j]):
+                    how = "the truth"
+                else:
+                    how = "a flip against the truth"
+                note = f"{head}: picked {1 if winner == i else 2} by {how}"
             samples.append(JudgeSample(Judgment(i, j, winner), Completion(note, [], [], "simulated")))
         return samples
 
     def _metrics(self, groups: list[JudgedGroup], truths: list[list[float] | None]) -> dict[str, float]:
         samples = [(truth, s) for truth, group in zip(truths, groups) for s in group.samples]
         failures = sum(s.judgment.winner is None for _, s in samples)
-        metrics = {"judge_parse_failure_frac": failures / max(1, len(samples))}
+        if self.simulated_accuracy is None:
+            metrics = {"judge_parse_failure_frac": failures / max(1, len(samples))}
+        else:  # the simulated judge always answers; its no-winner verdicts are ties
+            metrics = {"judge_parse_failure_frac": 0.0, "judge_tie_frac": failures / max(1, len(samples))}
         agree = [a == b for group in groups for a, b in _both_orders(group.samples)]
         if agree:
             metrics["judge_position_consistency"] = sum(agree) / len(agree)

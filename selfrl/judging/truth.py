@@ -12,7 +12,9 @@ and drives the simulated judge.
 
 :func:`simulated_winner` is that judge: it picks the response the truth ranks higher, and the
 other one with probability ``1 - accuracy`` (each verdict an independent draw); responses the
-truth ranks equal are decided by a fair coin.  With it, the same pair schedules and aggregators
+truth ranks equal are decided by a fair coin, or, with ``ties=True``, get a tie (no winner) with
+probability ``accuracy`` and a coin otherwise: a judge allowed to say "equally good", which
+neither SERL's nor SR-R1's prompt offers.  With it, the same pair schedules and aggregators
 as a model judge turn a judge of known accuracy into rewards, so that how much accuracy an
 aggregator needs before training gains can be measured (``scripts/judge_sweep.py``), and a
 real judge's measured accuracy can be read against that curve.
@@ -62,20 +64,32 @@ def constraints_truth(row: dict, completions: Sequence[str]) -> list[float] | No
     return [sum(oks) / len(oks) for oks in (satisfied(c, constraints) for c in completions)]
 
 
-def simulated_winner(i: int, j: int, truth: Sequence[float], accuracy: float, rng: random.Random) -> int:
-    """The verdict of a judge that is right with probability ``accuracy``: ``i`` or ``j``.
+def simulated_winner(i: int, j: int, truth: Sequence[float], accuracy: float, rng: random.Random,
+                     ties: bool = False) -> int | None:
+    """The verdict of a judge that is right with probability ``accuracy``: ``i``, ``j`` or, with
+    ``ties``, ``None`` (a tie).
 
-    One draw from ``rng`` per verdict (independent of every other): when the truth ranks the two
-    equally, a fair coin; else the better one, unless the draw flips it.
+    When the truth ranks the two differently: the better one, unless a draw (probability ``1 -
+    accuracy``) flips it.  When it ranks them equally: a fair coin; with ``ties``, a tie with
+    probability ``accuracy`` (the truth's own verdict) and a coin otherwise.  Each verdict is
+    independent of every other; ``rng`` is drawn once, or twice for an equal pair a tie-allowed
+    judge gets wrong.
 
     >>> rng = random.Random(0)
     >>> wins = [simulated_winner(0, 1, [1.0, 0.0], accuracy=0.8, rng=rng) for _ in range(10_000)]
     >>> round(wins.count(0) / len(wins), 2)
     0.8
+    >>> verdicts = [simulated_winner(0, 1, [0.0, 0.0], 0.8, rng, ties=True) for _ in range(10_000)]
+    >>> round(verdicts.count(None) / len(verdicts), 1), round(verdicts.count(0) / len(verdicts), 1)
+    (0.8, 0.1)
+    >>> simulated_winner(0, 1, [1.0, 1.0], accuracy=1.0, rng=rng, ties=True) is None
+    True
     """
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"judge accuracy must be in [0, 1], got {accuracy}")
     if truth[i] == truth[j]:
+        if ties and rng.random() < accuracy:
+            return None
         return i if rng.random() < 0.5 else j
     better, worse = (i, j) if truth[i] > truth[j] else (j, i)
     return better if rng.random() < accuracy else worse

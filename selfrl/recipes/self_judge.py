@@ -23,8 +23,9 @@ on a plain prompt file with no answers: rows need only the question field.
 
 Not in the papers: ``judge: simulated`` replaces the judge by the ground truth (``judge_truth``:
 the gold answer, or the instruct task's constraint checker) flipped with probability
-``1 - judge_accuracy``, each verdict independently (ties in the truth: a fair coin), through the
-same pair schedule and aggregator; it calibrates how accurate a judge an aggregator needs
+``1 - judge_accuracy``, each verdict independently (ties in the truth: a fair coin, or with
+``judge_ties`` a tie verdict that no aggregator counts), through the same pair schedule and
+aggregator; it calibrates how accurate a judge an aggregator needs
 (``scripts/judge_sweep.py``).  A simulated judge writes no tokens, so it is never trained, as a
 separate ``judge_model`` is not.  With a model judge, ``judge_truth`` only measures it
 (``judge_accuracy``, ``truth_mean`` in the reward's metrics): the truth never enters a reward.
@@ -72,6 +73,10 @@ class JudgeArgs(StrictModel):
     judge_accuracy: float | None = Field(
         None, ge=0, le=1, description="judge=simulated: the probability that a verdict follows the truth "
                                       "(ties in the truth: a fair coin)")
+    judge_ties: bool = Field(
+        False, description="judge=simulated: a pair the truth ranks equal gets a tie verdict (no winner) "
+                           "with probability judge_accuracy, a fair coin otherwise; not in SERL or SR-R1, "
+                           "whose judges must pick one")
     judge_truth: str | None = Field(
         "accuracy", description="the ground truth the judge is measured against where rows carry it (and "
                                 "that a simulated judge follows): accuracy (the gold answer) or constraints "
@@ -90,8 +95,9 @@ class JudgeArgs(StrictModel):
         if simulated and (self.judge_accuracy is None or self.judge_truth is None or self.judge_model):
             raise ValueError("judge=simulated needs judge_accuracy (0 to 1) and judge_truth, and no "
                              "judge_model")
-        if not simulated and self.judge_accuracy is not None:
-            raise ValueError("judge_accuracy is the simulated judge's: set judge=simulated, or drop it")
+        if not simulated and (self.judge_accuracy is not None or self.judge_ties):
+            raise ValueError("judge_accuracy and judge_ties are the simulated judge's: set judge=simulated, "
+                             "or drop them")
         return self
 
     @property
@@ -129,7 +135,7 @@ class _SelfJudgeRecipe(Recipe):
                                     max_new_tokens=self.args.judge_max_new_tokens),
             seed=self.ctx.dist.rank_seed(self.cfg.train.seed), generator=self.ctx.generator,
             name=f"{self.fmt}_judge", prompt_format=prompt_format, truth=self.args.judge_truth,
-            simulated_accuracy=self.args.judge_accuracy)
+            simulated_accuracy=self.args.judge_accuracy, simulated_ties=self.args.judge_ties)
 
 
 SERL_STD_EPS = 1e-4  # SERL's group normalisation: (r - mean) / (std + 1e-4), actor and judge alike

@@ -691,7 +691,10 @@ class Trainer:
         n_tok = self.dist.sum_scalar(float(lengths[mb].sum()))
         n_seq = int(self.dist.sum_scalar(len(mb)))
         finite = True
-        grouped = _prompt_major(batch.prompt_ids, mb) if self._share_prompts else mb
+        rows = self._rows_with_gradient(batch, mb)
+        sums["update/zero_advantage_skipped"] = (sums.get("update/zero_advantage_skipped", 0.0)
+                                                 + (len(mb) - len(rows)) / max(1, B) / a.ppo_epochs)
+        grouped = _prompt_major(batch.prompt_ids, rows) if self._share_prompts else rows
         for micro in self._micro_batches(grouped, t.micro_batch_size):
             loss, m = self._micro_loss(batch, micro, n_tok, n_seq)
             if not torch.isfinite(loss):
@@ -699,10 +702,14 @@ class Trainer:
                 if not self.sharded:  # sharded, every backward is a collective: all of them run and
                     break             # the NaN gradients are dropped below, in every process
             loss.backward()
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + v * len(micro) / B / a.ppo_epochs
+            for k, v in m.items():  # means over the rows run (of this mini-batch's share of the batch)
+                sums[k] = sums.get(k, 0.0) + v * len(micro) / len(rows) * len(mb) / B / a.ppo_epochs
             if micro:
                 epoch_kl.append(m.get("policy/approx_kl", 0.0))
+        if not rows:  # every row skipped: a zero gradient, so that AdamW steps as it would on one
+            for p in self.model.parameters():
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
         if self.critic is not None:
             for k, v in self._critic_update(batch, mb, n_tok).items():
                 sums[k] = sums.get(k, 0.0) + v * len(mb) / max(1, B) / a.ppo_epochs
@@ -720,6 +727,22 @@ class Trainer:
         # checkpoint in between (one model's worth of memory: 0.5 GB for a 135 M model in fp32).
         self.optimizer.zero_grad(set_to_none=True)
         return float(grad_norm)
+
+    def _rows_with_gradient(self, batch: RolloutBatch, rows: list[int]) -> list[int]:
+        """The rows of ``rows`` whose loss term can have a gradient (``train.skip_zero_advantage``).
+
+        The policy surrogate of a sequence whose advantage is 0 at every token is 0 whatever the
+        weights (every registered policy loss multiplies by the advantage), and the loss
+        normalisers (tokens, sequences) are the whole mini-batch's, counted before this: leaving
+        such rows out gives the same gradient.  Not when the loss has another term (KL in the
+        loss) or the process is sharded (every process must run the same collectives).
+        """
+        a = self.cfg.algorithm
+        if (not self.cfg.train.skip_zero_advantage or self.sharded or batch.advantages is None
+                or (a.kl_coef > 0 and not a.kl_in_reward)):
+            return rows
+        moving = (batch.advantages[rows] != 0).any(dim=1).tolist()  # NaN != 0: kept, and caught
+        return [i for i, keep in zip(rows, moving) if keep]
 
     def _mean_kl(self, epoch_kl: list[float]) -> float:
         """The epoch's mean approximate KL, averaged over processes (0 when none was measured)."""
