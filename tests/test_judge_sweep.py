@@ -124,3 +124,38 @@ def test_a_label_names_the_column_of_one_aggregator_under_other_overrides(sweep,
     assert "| 1.00 | -10.0 (1) | +20.0 (1) |" in (out / "gain_vs_p.md").read_text()
     with pytest.raises(SystemExit):
         sweep.main(["c.yaml", "--aggregators", "copeland", "elo", "--label", "x", "--out", str(out)])
+
+
+def test_a_shared_base_evaluates_before_training_once(sweep, tmp_path, monkeypatch):
+    """--shared-base: the first run evaluates at step 0 and writes OUT/base.json; the others start
+    with eval.at_start=false and take their "before" from it; a run whose model or evaluation set
+    differs from the base's is refused."""
+    out = tmp_path / "sweep"
+    commands = []
+    settings = {"model": {"path": "m"}, "data": {"train": "t.jsonl", "eval": "e.jsonl"},
+                "eval": {"limit": 300, "at_start": True}}
+
+    def fake_run_one(cmd, run_dir, keep_checkpoints=False):
+        commands.append(cmd)
+        fake_run(run_dir, 0.1, 0.3 if "recipe_args.judge_accuracy=1.0" in cmd else 0.2, [1.0])
+        if "eval.at_start=false" in cmd:  # no step-0 evaluation in the run's own log
+            rows = (run_dir / "metrics.jsonl").read_text().splitlines()[1:]
+            (run_dir / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+        cfg = {**settings, "eval": {**settings["eval"], "at_start": "eval.at_start=false" not in cmd}}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    args = ["c.yaml", "--p", "0.5", "1.0", "--aggregators", "elo", "--seeds", "0", "1", "--out", str(out),
+            "--metric", "greedy_constraint_level", "--shared-base"]
+    assert sweep.main(args) == 0
+    assert ["eval.at_start=false" in c for c in commands] == [False, True, True, True]
+    base = json.loads((out / "base.json").read_text())
+    assert base["eval"] == {"eval/greedy_constraint_level": 0.1}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["table"]["elo"]["1.00"]["gain"]["mean"] == pytest.approx(20.0)
+    assert summary["table"]["elo"]["0.50"]["gain"]["mean"] == pytest.approx(10.0)
+    # another model in one run folder: not compared against the base
+    run = sweep.run_dir_for(out, "elo", 1.0, 1)
+    (run / "config.yaml").write_text(yaml.safe_dump({**settings, "model": {"path": "other"}}))
+    with pytest.raises(SystemExit, match="differ from those of the shared base"):
+        sweep.main([*args, "--report-only"])
