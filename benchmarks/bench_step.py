@@ -89,6 +89,10 @@ class StepShape:
     steps: int = 5
     lr: float = 1e-6
     seed: int = 0
+    # selfrl's train.skip_zero_advantage: off by default here, so that both sides train on every
+    # sequence (the same work: the FLOP figure and the ratio compare the engines); on, selfrl's
+    # update leaves out the groups with no spread in reward, as its runs do by default
+    skip_zero_advantage: bool = False
 
     @property
     def sequences(self) -> int:
@@ -225,7 +229,7 @@ def selfrl_overrides(model_dir: Path, train_file: Path, run_dir: Path, shape: St
         "filter.dynamic_sampling=false",
         f"train.steps={shape.warmup + shape.steps}", f"train.prompts_per_step={shape.prompts}",
         f"train.micro_batch_size={shape.sequences}", f"train.lr={shape.lr}", f"train.seed={shape.seed}",
-        "eval.at_start=false", "checkpoint.every=0",
+        "eval.at_start=false", "checkpoint.every=0", f"train.skip_zero_advantage={shape.skip_zero_advantage}",
         f"logging.run_dir={run_dir}", "logging.tensorboard=false", "logging.progress=false",
     ]
 
@@ -251,14 +255,16 @@ def time_selfrl(model_dir: Path, train_file: Path, workdir: Path, shape: StepSha
             step_s=step_s, rollout_s=m["time/rollout"], score_s=m["time/score"], update_s=m["time/update"],
             other_s=step_s - m["time/rollout"] - m["time/score"] - m["time/update"],
             prompt_tokens=prompt_tokens[i], generated_tokens=int(m["tokens/generated"]),
-            # no filter: every generated completion is trained on
-            trained_tokens=int(m["tokens/generated"])))
+            # no filter: every generated completion is trained on, but for the sequences
+            # skip_zero_advantage left out (their share of sequences stands for their share of tokens)
+            trained_tokens=int(m["tokens/generated"] * (1 - m.get("update/zero_advantage_skipped", 0.0)))))
     settings = {"autocast_dtype": str(trainer.autocast_dtype),
                 "param_dtype": str(next(trainer.model.parameters()).dtype),
                 "gradient_checkpointing": _checkpointing(trainer.model),
                 "rollout_batch_size": cfg.rollout.batch_size, "micro_batch_size": cfg.train.micro_batch_size,
                 "optim": "torch.optim.AdamW", "loss_agg": cfg.algorithm.loss_agg,
                 "shared_prompt_forward": cfg.train.shared_prompt_forward,
+                "skip_zero_advantage": cfg.train.skip_zero_advantage,
                 "share_prefill": getattr(trainer.engine, "share_prefill", None)}
     return {"records": [asdict(r) for r in records], "peak_rss_mib": peak_rss_mib(), "settings": settings}
 
@@ -685,13 +691,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--generations", type=int, default=8, help="completions per prompt")
     p.add_argument("--in-process", action="store_true",
                    help="run every side in this process (faster start; peak RSS is then the process's)")
+    p.add_argument("--skip-zero-advantage", action="store_true",
+                   help="selfrl leaves zero-advantage sequences out of its update (its runs' default; off "
+                        "here so that both sides do the same work)")
     p.add_argument("--generation-only", action="store_true",
                    help="only HF engine vs vLLM engine generation (needs vLLM), no RL steps")
     args = p.parse_args(argv)
     if args.generation_only and not vllm_available():
         p.error(f"--generation-only needs vLLM: {VLLM_HINT}")
     shape = StepShape(prompts=args.prompts, generations=args.generations, warmup=args.warmup,
-                      steps=args.steps, new_tokens=args.new_tokens)
+                      steps=args.steps, new_tokens=args.new_tokens,
+                      skip_zero_advantage=args.skip_zero_advantage)
     result = run(args.models.split(","), shape, args.json, skip_trl=args.skip_trl,
                  isolate=not args.in_process, steps=not args.generation_only)
     print_tables(result)

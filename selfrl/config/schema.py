@@ -181,7 +181,9 @@ class TrainConfig(StrictModel):
         True, description="leave out of the forward/backward the sequences whose advantage is 0 at every "
         "token when the loss is the policy surrogate alone (no KL term in the loss, not sharded): they add "
         "exactly nothing to the gradient, and the loss normalisers still count them, so the update is the "
-        "same (a group whose answers are all wrong, or all judged equal, costs no training time)")
+        "same (a group whose answers are all wrong, or all judged equal, costs no training time); the "
+        "step's entropy and policy/* metrics are then over the sequences run, and "
+        "update/zero_advantage_skipped is the share left out")
     chunked_output_layer: bool = Field(
         True, description="compute completion logprobs from the decoder's hidden states, the output layer "
         "run a few hundred tokens at a time over completion tokens only (the same logprobs and gradients "
