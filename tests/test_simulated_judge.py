@@ -129,6 +129,8 @@ def test_an_always_wrong_simulated_judge_ranks_backwards():
     result = compute_reward(simulated(0.0, "bradley_terry"), batch())
     assert result.metrics["judge_accuracy"] == 0.0
     assert result.scores[2] > result.scores[1] > result.scores[0]
+    # shown in both orders, a judge that follows the content picks each slot equally often
+    assert result.metrics["judge_first_slot_frac"] == pytest.approx(0.5, abs=0.1)
 
 
 def test_measured_accuracy_matches_p_and_flips_are_seeded():
@@ -180,6 +182,7 @@ def test_a_model_judge_is_measured_against_the_gold_answer():
     # judge is right in one order of each: 2 of 4.  It never agrees with itself across orders.
     assert m["judge_checkable_pairs"] == 4 and m["judge_accuracy"] == 0.5
     assert m["judge_position_consistency"] == 0.0 and m["truth_mean"] == pytest.approx(2 / 3)
+    assert m["judge_first_slot_frac"] == 1.0
     plain = SelfJudgeReward(FirstSlot(), load_tokenizer("tiny-arith"), judge_samples=2, truth=None)
     assert "judge_accuracy" not in compute_reward(plain, RewardBatch(["q"] * 3, texts, [{"answer": "4"}] * 3,
                                                                       group_size=3)).metrics

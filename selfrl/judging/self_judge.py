@@ -16,7 +16,8 @@ where exactly one response is right) and the truth's mean over the responses is 
 enters the reward.  When pairs are judged in both orders (SERL), ``judge_position_consistency`` is
 the share of the two orders' verdicts (the k-th of one order beside the k-th of the other, both
 parsed) that pick the same response: a judge that follows the slot rather than the content
-scores 0.
+scores 0.  ``judge_first_slot_frac`` is the share of verdicts given that pick the response shown
+first (0.5 for a judge with no position bias), under either schedule.
 
 With ``simulated_accuracy`` set, no model judges: each verdict follows the truth with that
 probability (:func:`~selfrl.judging.truth.simulated_winner`; pairs the truth ranks equal by a
@@ -211,6 +212,9 @@ class SelfJudgeReward:
         agree = [a == b for group in groups for a, b in _both_orders(group.samples)]
         if agree:
             metrics["judge_position_consistency"] = sum(agree) / len(agree)
+        given = [s.judgment for _, s in samples if s.judgment.winner is not None]
+        if given:  # position bias under any schedule (SR-R1's shows each pair in one order only)
+            metrics["judge_first_slot_frac"] = sum(jd.winner == jd.i for jd in given) / len(given)
         known = [x for truth in truths if truth is not None for x in truth]
         if known:
             metrics["truth_mean"] = sum(known) / len(known)
