@@ -167,7 +167,9 @@ def test_rlvr_steps_with_the_vllm_engine(make_config, tmp_path):
         "rollout": {"engine": "vllm", "vllm_kv_cache_gib": KV_CACHE_GIB, "verify_sync_every": 1,
                     "max_new_tokens": 16},
         "algorithm": {"tis_cap": 2.0},
-        "train": {"steps": 3, "lr": 1e-3},
+        # every sequence through the update, so that every step measures the TIS weights (a step
+        # whose groups all have equal rewards would otherwise run no sequence and log none)
+        "train": {"steps": 3, "lr": 1e-3, "skip_zero_advantage": False},
     })
     trainer = build_trainer(RunConfig.model_validate(cfg))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
