@@ -10,6 +10,7 @@ Binomial(n, q)`` and the right answers at random positions:
   ``E[A . A_rlvr] / E[|A_rlvr|^2]`` — the share of RLVR's expected update it delivers;
 * ``noise``: the mean squared residual per answer, ``E[|A - signal * A_rlvr|^2] / n``
   (RLVR's own is 0): what the aggregator adds that the truth does not ask for;
+* ``snr``: ``signal^2 * E[|A_rlvr|^2] / n / noise``, the update's share against the noise;
 * ``noise_equal``: the share of that noise from groups the truth cannot rank (all right or all
   wrong), where RLVR's advantage is 0;
 * ``within_class``: the mean spread (max - min) of the advantages within a class of equal truth
@@ -30,20 +31,24 @@ import random
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from selfrl.algorithms.advantages import AdvantageParams
+from selfrl.algorithms.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput, AdvantageParams
 from selfrl.judging.aggregators import AGGREGATORS, AggregatorParams, Judgment
 from selfrl.judging.rewards import pair_schedule
 from selfrl.judging.truth import simulated_winner
 
 
-def grpo_advantage(scores: np.ndarray, eps: float = AdvantageParams.eps) -> np.ndarray:
-    """GRPO's ``(score - mean) / (unbiased std + eps)`` over one group (as the trainer's).
+def grpo_advantage(scores: np.ndarray) -> np.ndarray:
+    """The trainer's GRPO advantage (``selfrl.algorithms.advantages.grpo``) of one group.
 
     >>> grpo_advantage(np.array([1.0, 0.0])).round(3).tolist()
     [0.707, -0.707]
     """
-    return (scores - scores.mean()) / (scores.std(ddof=1) + eps)
+    n = len(scores)
+    inp = AdvantageInput(scores=torch.tensor(scores, dtype=torch.float64), response_mask=torch.ones(n, 1),
+                         group_index=torch.zeros(n, dtype=torch.long))
+    return ADVANTAGE_ESTIMATORS.get("grpo")(inp, AdvantageParams()).advantages[:, 0].numpy()
 
 
 def group_advantages(truth: list[float], aggregator: str, p: float, ties: bool, schedule: str,
@@ -80,7 +85,10 @@ def measure(aggregator: str, p: float, *, n: int, q: float, groups: int, ties: b
     residual = [float(((a - signal * r) ** 2).sum()) for a, r in pairs]
     equal = [res for res, (_, r) in zip(residual, pairs) if not r.any()]
     total = sum(residual)
-    return {"signal": signal, "noise": total / (groups * n),
+    rlvr_power = norm / (groups * n)  # RLVR's own mean squared advantage per answer
+    noise = total / (groups * n)
+    return {"signal": signal, "noise": noise, "rlvr_power": rlvr_power,
+            "snr": signal ** 2 * rlvr_power / noise if noise > 1e-9 else float("inf"),
             "noise_equal": sum(equal) / total if total else 0.0,
             "within_class": float(np.mean(spreads)) if spreads else 0.0}
 
@@ -107,10 +115,10 @@ def main() -> None:
             rows.append({"aggregator": agg, "p": p, **m})
     print(f"n={args.n} q={args.q} ties={args.ties} schedule={args.schedule} K={args.judge_samples} "
           f"groups={args.groups}\n")
-    print("| aggregator | p | signal | noise | noise from equal groups | spread within a class |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| aggregator | p | signal | noise | signal/noise | noise from equal groups | spread in a class |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['aggregator']} | {r['p']:.2f} | {r['signal']:.3f} | {r['noise']:.4f} | "
+        print(f"| {r['aggregator']} | {r['p']:.2f} | {r['signal']:.3f} | {r['noise']:.4f} | {r['snr']:.2f} | "
               f"{100 * r['noise_equal']:.0f} % | {r['within_class']:.3f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -65,19 +65,6 @@ def test_copeland_tie_calls_favour_the_minority(sig):
     assert common["signal"] < -0.2
 
 
-def test_grpo_advantage_matches_trainer(sig):
-    """The script's GRPO formula is the trainer's (unbiased std, eps added)."""
-    import torch
-
-    from selfrl.algorithms.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput, AdvantageParams
-
-    scores = np.array([0.2, 1.0, 0.0, 0.7])
-    out = ADVANTAGE_ESTIMATORS.get("grpo")(
-        AdvantageInput(scores=torch.tensor(scores, dtype=torch.float32), response_mask=torch.ones(4, 1),
-                       group_index=torch.zeros(4, dtype=torch.long)), AdvantageParams())
-    assert np.allclose(out.advantages[:, 0].numpy(), sig.grpo_advantage(scores), atol=1e-5)
-
-
 def test_forced_bradley_terry_is_copeland(sig):
     """With every pair judged in both orders and no tie, Bradley-Terry's reward is an affine
     function of Copeland's win share (the fit's moment condition), so GRPO hands the policy the
