@@ -58,7 +58,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for run in args.runs:
         files = sorted(Path(run, "eval").glob("step-*.jsonl"))
-        for path in (files[0], files[-1]):
+        for path in dict.fromkeys((files[0], files[-1])):  # one file when the run did not evaluate at step 0
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             f = figures(rows, topics)
             print(f"| {run} | {path.stem} | " + " | ".join(f"{v:.1f}" for v in f.values()) + " |")
