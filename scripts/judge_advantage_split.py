@@ -22,12 +22,12 @@ Usage (RESULTS.md, "Self-judging on the instruct task")::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
 from selfrl.judging.truth import JUDGE_TRUTHS
+from selfrl.report.runs import read_run
 
 
 def split_advantages(groups: Iterable[dict], truth: str) -> dict[str, list[float]]:
@@ -53,7 +53,7 @@ def split_advantages(groups: Iterable[dict], truth: str) -> dict[str, list[float
     out: dict[str, list[float]] = {"best": [], "rest": [], "cut": [], "ended": []}
     for group in groups:
         completions = group["completions"]
-        advantages = [float(c["advantage"]) for c in completions]
+        advantages = [float(c["advantage"] or 0.0) for c in completions]  # None: not logged
         for c, adv in zip(completions, advantages):
             out["cut" if c.get("finish_reason") == "length" else "ended"].append(adv)
         scores = score(group["row"], [c["text"] for c in completions])
@@ -65,21 +65,6 @@ def split_advantages(groups: Iterable[dict], truth: str) -> dict[str, list[float
     return out
 
 
-def read_groups(run_dir: Path) -> list[dict]:
-    """The logged groups of a run (``rollouts.1.jsonl`` first when rotated), cut lines skipped."""
-    groups = []
-    for name in ("rollouts.1.jsonl", "rollouts.jsonl"):
-        path = run_dir / name
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            try:
-                groups.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # the cut line a rotation or a crash may leave
-    return [g for g in groups if g.get("completions")]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="run folders with rollouts.jsonl")
@@ -88,7 +73,7 @@ def main() -> None:
     print("| run | groups | best answers | rest | cut at the limit | ended |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for run in args.runs:
-        groups = read_groups(run)
+        groups = read_run(run).rollouts  # both rollout files, cut lines skipped
         split = split_advantages(groups, args.truth)
         cells = [f"{statistics.mean(v):+.2f} ({len(v)})" if v else "—"
                  for v in (split["best"], split["rest"], split["cut"], split["ended"])]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import doctest
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ def split():
 
 def group(constraints, answers):
     """A logged group: ``answers`` as (text, advantage, finish_reason)."""
-    return {"row": {"id": "r", "constraints": constraints},
+    return {"step": 1, "row": {"id": "r", "constraints": constraints},
             "completions": [{"text": t, "advantage": a, "finish_reason": f} for t, a, f in answers]}
 
 
@@ -61,12 +60,3 @@ def test_accuracy_truth_and_rows_without_truth(split):
     out = split.split_advantages(rows, "accuracy")
     assert out["best"] == [1.0] and out["rest"] == [-1.0]
     assert out["ended"] == [1.0, -1.0, 0.3]  # a row with no gold still counts by finish reason
-
-
-def test_read_groups_takes_the_rotated_file_first_and_skips_a_cut_line(split, tmp_path):
-    g1 = group([{"kind": "lowercase"}], [("a", 1.0, "stop")])
-    g2 = group([{"kind": "lowercase"}], [("B", -1.0, "stop")])
-    (tmp_path / "rollouts.1.jsonl").write_text(json.dumps(g1) + "\n")
-    (tmp_path / "rollouts.jsonl").write_text(json.dumps(g2) + "\n" + '{"step": 3, "comp')
-    groups = split.read_groups(tmp_path)
-    assert [g["completions"][0]["text"] for g in groups] == ["a", "B"]
